@@ -1,0 +1,197 @@
+"""Dimensions and dtypes: every SymPy Symbol is made here, and dimension expressions are built node by node."""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy as sp
+
+from . import syntax as S
+from .errors import Loc, SymcostError, suggest
+
+Expr = sp.Expr
+
+# Bytes per element of the dtypes every spec knows; a spec may declare more with `dtype name = bytes`.
+BUILTIN_DTYPES: dict[str, int] = {
+    "fp64": 8,
+    "fp32": 4,
+    "tf32": 4,
+    "bf16": 2,
+    "fp16": 2,
+    "fp8": 1,
+    "int64": 8,
+    "int32": 4,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+}
+FLOATING = {"fp64", "fp32", "tf32", "bf16", "fp16", "fp8"}
+DEFAULT_DTYPE = "fp32"
+
+
+@dataclass(frozen=True)
+class DType:
+    name: str
+    nbytes: Expr
+    floating: bool = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A named dimension: a free positive-integer symbol, or a derived one with its definition."""
+
+    name: str
+    symbol: sp.Symbol
+    doc: str | None
+    definition: Expr | None  # in terms of free dims only; None for a free dim
+    tex: str
+    loc: Loc | None = field(default=None, compare=False)
+
+
+def make_symbol(name: str) -> sp.Symbol:
+    """The one place a Symbol is created: dims are positive integers."""
+    return sp.Symbol(name, positive=True, integer=True)
+
+
+def default_tex(name: str) -> str:
+    if len(name) == 1:
+        return name
+    head, _, tail = name.partition("_")
+    if tail and len(head) == 1:
+        return f"{head}_{{\\mathrm{{{tail}}}}}"
+    return f"\\mathrm{{{name}}}"
+
+
+def number(text: str) -> Expr:
+    """A numeric literal as an exact SymPy number (parsed with fractions, never sympify)."""
+    frac = Fraction(text)
+    return sp.Rational(frac.numerator, frac.denominator)
+
+
+# Definitions of derived dims in force while a graph is built, so shape checks can see d·a = h.
+_DERIVED: contextvars.ContextVar[dict] = contextvars.ContextVar("symcost_derived", default={})
+
+
+def set_derived(defs: dict) -> contextvars.Token:
+    return _DERIVED.set(defs)
+
+
+def reset_derived(token: contextvars.Token) -> None:
+    _DERIVED.reset(token)
+
+
+def dims_equal(x, y) -> bool:
+    """Symbolic equality of two sizes, looking through derived dims (d = h/a)."""
+    if x == y:
+        return True
+    diff = sp.expand(x - y)
+    if diff == 0:
+        return True
+    defs = _DERIVED.get()
+    return bool(defs) and sp.expand(diff.xreplace(defs)) == 0
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(x).replace("**", "^") for x in shape) + "]"
+
+
+class Env:
+    """Names visible while building: dims, options, dtypes, and (in subclasses' scopes) tensors."""
+
+    def __init__(self) -> None:
+        self.dims: dict[str, Dim] = {}
+        self.options: dict[str, bool] = {}
+        self.option_docs: dict[str, str | None] = {}
+        self.dtypes: dict[str, DType] = {
+            k: DType(k, sp.Integer(v), k in FLOATING) for k, v in BUILTIN_DTYPES.items()
+        }
+        self.default_dtype = self.dtypes[DEFAULT_DTYPE]
+        self.values: dict[sp.Symbol, Expr] = {}  # concrete values of free dims (numeric mode)
+
+    # ---- dims
+    def add_dim(self, decl: S.DimDecl, kinds) -> None:
+        if decl.name in self.dims:
+            raise SymcostError(f"dimension '{decl.name}' is declared twice", decl.loc)
+        kinds(decl.name, decl.loc)
+        sym = make_symbol(decl.name)
+        definition = None
+        if decl.value is not None:
+            definition = self.dim_expr(decl.value, {}, substitute=True)
+        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, decl.tex or default_tex(decl.name), decl.loc)
+
+    def derived_defs(self) -> dict[sp.Symbol, Expr]:
+        return {d.symbol: d.definition for d in self.dims.values() if d.definition is not None}
+
+    def free_dims(self) -> list[Dim]:
+        return [d for d in self.dims.values() if d.definition is None]
+
+    def dtype(self, name: str, loc: Loc | None) -> DType:
+        if name not in self.dtypes:
+            raise SymcostError(f"unknown dtype '{name}'", loc, suggest(name, self.dtypes))
+        return self.dtypes[name]
+
+    def add_dtype(self, decl: S.DtypeDecl, kinds) -> None:
+        if decl.name in self.dtypes:
+            raise SymcostError(f"dtype '{decl.name}' is already defined", decl.loc)
+        kinds(decl.name, decl.loc)
+        nbytes = self.dim_expr(decl.nbytes, {})
+        if nbytes.is_number and not nbytes > 0:
+            raise SymcostError(f"dtype '{decl.name}' must have a positive byte size, not {nbytes}", decl.loc)
+        self.dtypes[decl.name] = DType(decl.name, nbytes, True)
+
+    # ---- expressions
+    def dim_expr(self, node: S.Expr, local: dict, substitute: bool = False) -> Expr:
+        """Build a SymPy size from a syntax node. `local` maps block dim-parameters to expressions."""
+        if isinstance(node, S.Num):
+            return number(node.value)
+        if isinstance(node, S.Name):
+            if node.id in local:
+                value = local[node.id]
+                if isinstance(value, sp.Expr):
+                    return value
+                raise SymcostError(f"'{node.id}' is {_what(value)}, not a dimension", node.loc)
+            dim = self.dims.get(node.id)
+            if dim is None:
+                raise SymcostError(
+                    f"unknown dimension '{node.id}'", node.loc, suggest(node.id, [*self.dims, *local])
+                )
+            if dim.definition is not None and (substitute or self.values):
+                return dim.definition.xreplace(self.values) if self.values else dim.definition
+            return self.values.get(dim.symbol, dim.symbol)
+        if isinstance(node, S.BinOp):
+            left = self.dim_expr(node.left, local, substitute)
+            right = self.dim_expr(node.right, local, substitute)
+            if node.op == "+":
+                return left + right
+            if node.op == "-":
+                return left - right
+            if node.op == "*":
+                return left * right
+            if node.op == "/":
+                if right == 0:
+                    raise SymcostError("division by zero in a dimension expression", node.loc)
+                return left / right
+            if not right.is_Integer:
+                raise SymcostError(f"an exponent must be an integer literal, not {right}", node.right.loc)
+            return left**right
+        if isinstance(node, S.Neg):
+            return -self.dim_expr(node.operand, local, substitute)
+        if isinstance(node, S.Func):
+            args = [self.dim_expr(a, local, substitute) for a in node.args]
+            return (sp.Min if node.name == "min" else sp.Max)(*args)
+        if isinstance(node, S.Bool):
+            raise SymcostError("expected a dimension expression, found a boolean", node.loc)
+        if isinstance(node, S.ListLit):
+            raise SymcostError("expected a dimension expression, found a list", node.loc)
+        raise SymcostError(f"unsupported expression {node!r}")  # pragma: no cover - grammar prevents it
+
+
+def _what(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    kind = type(value).__name__.lower()
+    return f"a {kind}"

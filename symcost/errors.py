@@ -1,0 +1,78 @@
+"""The single error class, and the source registry that lets it point at a file, line and column."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A position in a spec file (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+_SOURCES: dict[str, str] = {}
+
+
+def register_source(file: str, text: str) -> None:
+    """Remember a file's text so errors can quote the offending line."""
+    _SOURCES[file] = text
+
+
+def source_line(loc: Loc) -> str | None:
+    text = _SOURCES.get(loc.file)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    if 1 <= loc.line <= len(lines):
+        return lines[loc.line - 1]
+    return None
+
+
+class SymcostError(Exception):
+    """Every problem with a spec or a request: a message, a place, the source line and a caret."""
+
+    def __init__(self, message: str, loc: Loc | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.hint = hint
+
+    def with_loc(self, loc: Loc | None) -> "SymcostError":
+        if self.loc is None and loc is not None:
+            self.loc = loc
+        return self
+
+    def __str__(self) -> str:
+        out = [f"error: {self.message}"]
+        if self.loc is not None:
+            out.append(f"  --> {self.loc}")
+            line = source_line(self.loc)
+            if line is not None:
+                num = str(self.loc.line)
+                pad = " " * len(num)
+                width = 1
+                if self.loc.end_column and self.loc.end_column > self.loc.column:
+                    width = self.loc.end_column - self.loc.column
+                out.append(f"{pad} |")
+                out.append(f"{num} | {line}")
+                out.append(f"{pad} | {' ' * (self.loc.column - 1)}{'^' * width}")
+        if self.hint:
+            out.append(f"  = help: {self.hint}")
+        return "\n".join(out)
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """A 'did you mean' hint naming the closest candidates, or None."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

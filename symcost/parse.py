@@ -1,0 +1,260 @@
+"""Text to syntax tree: the Lark parser, the tree-to-dataclass transformer, and include resolution."""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import syntax as S
+from .errors import Loc, SymcostError, register_source
+
+_FUNCS = ("min", "max")
+_READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string", "BOOL": "true or false"}
+
+
+def _grammar_text() -> str:
+    """The grammar ships inside the package; a source checkout also has it at the top level."""
+    try:
+        return resources.files("symcost.grammar").joinpath("arch.lark").read_text()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return (Path(__file__).resolve().parent.parent / "grammar" / "arch.lark").read_text()
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(_grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
+
+
+def _loc(file: str, meta) -> Loc:
+    return Loc(file, meta.line, meta.column, meta.end_column if meta.end_line == meta.line else None)
+
+
+def _tok_loc(file: str, tok: Token) -> Loc:
+    return Loc(file, tok.line, tok.column, tok.end_column if tok.end_line == tok.line else None)
+
+
+def _string(tok: Token | None) -> str | None:
+    return None if tok is None else str(tok)[1:-1]
+
+
+@v_args(meta=True)
+class _ToSyntax(Transformer):
+    """Builds frozen dataclasses from the parse tree, node by node; no text is ever evaluated."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _l(self, meta) -> Loc:
+        return _loc(self.file, meta)
+
+    # expressions
+    def number(self, meta, c):
+        return S.Num(str(c[0]), self._l(meta))
+
+    def name(self, meta, c):
+        return S.Name(str(c[0]), self._l(meta))
+
+    def boolean(self, meta, c):
+        return S.Bool(str(c[0]) == "true", self._l(meta))
+
+    def _bin(op):  # noqa: N805 - helper building one method per operator
+        def method(self, meta, c):
+            return S.BinOp(op, c[0], c[1], self._l(meta))
+
+        return method
+
+    add, sub, mul, div, pow = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("^")
+
+    def neg(self, meta, c):
+        return S.Neg(c[0], self._l(meta))
+
+    def func(self, meta, c):
+        name = str(c[0])
+        if name not in _FUNCS:
+            raise SymcostError(
+                f"unknown function '{name}' in a dimension expression; only {', '.join(_FUNCS)} are allowed",
+                _tok_loc(self.file, c[0]),
+            )
+        return S.Func(name, tuple(c[1:]), self._l(meta))
+
+    def list(self, meta, c):
+        return S.ListLit(tuple(x for x in c if x is not None), self._l(meta))
+
+    def tensor_type(self, meta, c):
+        dtype = None if c[0] is None else str(c[0])
+        return S.TensorType(dtype, tuple(x for x in c[1:] if x is not None), self._l(meta))
+
+    # declarations
+    def model_decl(self, meta, c):
+        return S.ModelDecl(str(c[0]), _string(c[1]), self._l(meta))
+
+    def include(self, meta, c):
+        return S.Include(_string(c[0]), self._l(meta))
+
+    def tex(self, meta, c):
+        return _string(c[0])
+
+    def dim_decl(self, meta, c):
+        return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta))
+
+    def dtype_decl(self, meta, c):
+        return S.DtypeDecl(str(c[0]), c[1], _string(c[2]), self._l(meta))
+
+    def default_dtype(self, meta, c):
+        return S.DefaultDtype(str(c[0]), self._l(meta))
+
+    def option_decl(self, meta, c):
+        return S.OptionDecl(str(c[0]), str(c[1]) == "true", _string(c[2]), self._l(meta))
+
+    def input_decl(self, meta, c):
+        return S.InputDecl(str(c[0]), c[1], _string(c[2]), self._l(meta))
+
+    def param_decl(self, meta, c):
+        return S.ParamDecl(str(c[0]), c[1], _string(c[2]), self._l(meta))
+
+    def param_tensor_any(self, meta, c):
+        return S.BlockParam(str(c[0]), "tensor", None, self._l(meta))
+
+    def param_tensor(self, meta, c):
+        return S.BlockParam(str(c[0]), "tensor", c[1], self._l(meta))
+
+    def param_dim(self, meta, c):
+        return S.BlockParam(str(c[0]), "dim", None, self._l(meta))
+
+    def param_bool(self, meta, c):
+        return S.BlockParam(str(c[0]), "bool", None, self._l(meta))
+
+    def block_def(self, meta, c):
+        name, rest = str(c[0]), c[1:]
+        params = tuple(x for x in rest if isinstance(x, S.BlockParam))
+        body = tuple(x for x in rest if x is not None and not isinstance(x, S.BlockParam))
+        return S.BlockDef(name, params, body, self._l(meta))
+
+    # statements
+    def kwarg(self, meta, c):
+        return S.Kwarg(str(c[0]), c[1], self._l(meta))
+
+    def call(self, meta, c):
+        args = tuple(x for x in c[1:] if x is not None)
+        pos = tuple(x for x in args if not isinstance(x, S.Kwarg))
+        kws = tuple(x for x in args if isinstance(x, S.Kwarg))
+        if any(isinstance(x, S.Kwarg) for x in args[: len(pos)]) and kws:
+            first_kw = next(x for x in args if isinstance(x, S.Kwarg))
+            raise SymcostError("a positional argument follows a keyword argument", first_kw.loc)
+        return S.Call(str(c[0]), pos, kws, self._l(meta))
+
+    def assign(self, meta, c):
+        targets = tuple(S.Name(str(t), _tok_loc(self.file, t)) for t in c[:-1])
+        return S.Assign(targets, c[-1], self._l(meta))
+
+    def repeat(self, meta, c):
+        return S.Repeat(c[0], tuple(c[1:]), self._l(meta))
+
+    def cond_name(self, meta, c):
+        return (str(c[0]), False)
+
+    def cond_not(self, meta, c):
+        return (str(c[0]), True)
+
+    def else_branch(self, meta, c):
+        return tuple(c)
+
+    def if_stmt(self, meta, c):
+        (option, negated), rest = c[0], c[1:]
+        orelse = rest[-1] if rest and isinstance(rest[-1], tuple) else ()
+        then = tuple(x for x in rest if not isinstance(x, tuple) and x is not None)
+        return S.If(option, negated, then, orelse or (), self._l(meta))
+
+    def return_stmt(self, meta, c):
+        return S.Return(tuple(S.Name(str(t), _tok_loc(self.file, t)) for t in c), self._l(meta))
+
+    def start(self, meta, c):
+        return tuple(c)
+
+
+def _expected(e: UnexpectedInput) -> str:
+    names = sorted(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+    if not names:
+        return ""
+    shown = []
+    for n in names:
+        if n in _READABLE:
+            shown.append(_READABLE[n])
+            continue
+        try:
+            pattern = _parser().get_terminal(n).pattern
+            shown.append(f"'{pattern.value}'" if pattern.type == "str" else n.lower())
+        except KeyError:
+            shown.append(n.lower())
+    return "; expected " + ", ".join(dict.fromkeys(shown))
+
+
+def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
+    """Parse one file's text into syntax items (includes not yet resolved)."""
+    register_source(file, text)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "end of file"
+        raise SymcostError(f"unexpected character {ch!r}", Loc(file, e.line, e.column)) from None
+    except UnexpectedEOF as e:
+        lines = text.splitlines() or [""]
+        raise SymcostError(
+            "unexpected end of file" + _expected(e), Loc(file, len(lines), len(lines[-1]) + 1)
+        ) from None
+    except UnexpectedToken as e:
+        tok = e.token
+        what = "end of file" if tok.type == "$END" else repr(str(tok))
+        line, col = (e.line, e.column) if e.line and e.line > 0 else (1, 1)
+        raise SymcostError(f"unexpected {what}" + _expected(e), Loc(file, line, col)) from None
+    try:
+        return _ToSyntax(file).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, SymcostError):
+            raise e.orig_exc from None
+        raise
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would write it: relative to the working directory when possible."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load(path: str | Path) -> S.Module:
+    """Parse a spec and the files it includes (each once; cycles are errors) into one module."""
+    root = Path(path)
+    if not root.is_file():
+        raise SymcostError(f"spec file not found: {path}")
+    items: list[S.Item] = []
+    seen: set[Path] = set()
+
+    def visit(file: Path, stack: tuple[Path, ...], at: Loc | None) -> None:
+        real = file.resolve()
+        if real in stack:
+            chain = " -> ".join(display_path(p) for p in (*stack, real))
+            raise SymcostError(f"include cycle: {chain}", at)
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SymcostError(f"cannot read {display_path(file)}: {e}", at) from None
+        for item in parse_text(text, display_path(file)):
+            if isinstance(item, S.Include):
+                target = real.parent / item.path
+                if not target.is_file():
+                    raise SymcostError(f"included file not found: {item.path} (looked in {display_path(real.parent)})", item.loc)
+                visit(target, (*stack, real), item.loc)
+            else:
+                items.append(item)
+
+    visit(root, (), None)
+    return S.Module(display_path(root), tuple(items))

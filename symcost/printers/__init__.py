@@ -1,0 +1,1 @@
+"""Printers: closed forms as text, JSON, LaTeX and Markdown."""

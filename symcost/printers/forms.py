@@ -1,0 +1,186 @@
+"""Shared formatting: a stable term order, Unicode and LaTeX renderings of closed forms, and readable units."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import sympy as sp
+
+_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+class Forms:
+    """Renders expressions with factors in the spec's dimension order and terms by descending degree."""
+
+    def __init__(self, symbols: list[sp.Symbol], tex: dict[sp.Symbol, str] | None = None):
+        self.order = {s: i for i, s in enumerate(symbols)}
+        self.tex_names = tex or {}
+
+    # ---- structure ----------------------------------------------------------------------------
+    def _factors(self, term: sp.Expr):
+        coeff, rest = term.as_coeff_Mul()
+        powers = rest.as_powers_dict() if rest != 1 else {}
+        dims, other = [], []
+        for base, exp in powers.items():
+            (dims if base in self.order else other).append((base, exp))
+        dims.sort(key=lambda be: self.order[be[0]])
+        other.sort(key=lambda be: str(be[0]))
+        return coeff, dims, other
+
+    def _key(self, term: sp.Expr):
+        coeff, dims, other = self._factors(term)
+        degree = sum(float(e) for _, e in dims) + sum(float(e) for _, e in other if e.is_number)
+        vector = tuple(-float(dict(dims).get(s, 0)) for s in self.order)
+        return (-degree, -abs(float(coeff)), vector, str(other))
+
+    def terms(self, expr: sp.Expr) -> list[sp.Expr]:
+        expr = sp.expand(expr)
+        if expr == 0:
+            return []
+        parts = list(expr.args) if expr.is_Add else [expr]
+        return sorted(parts, key=self._key)
+
+    # ---- Unicode ------------------------------------------------------------------------------
+    def text(self, expr: sp.Expr, collect: tuple = ()) -> str:
+        """`24·b·s·h² + 4·b·s²·h`; with `collect` symbols, `L·(12·h² + 13·h) + V·h`."""
+        expr = sp.expand(expr)
+        if collect:
+            groups = self._collect(expr, collect)
+            if groups is not None:
+                return groups
+        return self._join([self._term_text(t) for t in self.terms(expr)])
+
+    def _collect(self, expr, syms) -> str | None:
+        buckets: dict[sp.Expr, sp.Expr] = {}
+        for t in self.terms(expr):
+            key = sp.Integer(1)
+            for s in syms:
+                e = t.as_powers_dict().get(s, 0)
+                if e:
+                    key *= s**e
+            buckets[key] = buckets.get(key, 0) + t / key
+        if len(buckets) == 1 and sp.Integer(1) in buckets:
+            return None
+        parts = []
+        for key, inner in buckets.items():
+            inner_terms = self.terms(inner)
+            if key == 1:
+                parts.extend(self._term_text(t) for t in inner_terms)
+            elif len(inner_terms) == 1:
+                parts.append(self._term_text(key * inner_terms[0]))
+            else:
+                parts.append(f"{self._term_text(key)}·({self._join([self._term_text(t) for t in inner_terms])})")
+        return self._join(parts)
+
+    @staticmethod
+    def _join(parts: list[str]) -> str:
+        if not parts:
+            return "0"
+        out = parts[0]
+        for p in parts[1:]:
+            out += f" − {p[1:]}" if p.startswith("-") else f" + {p}"
+        return out
+
+    def _term_text(self, term: sp.Expr) -> str:
+        coeff, dims, other = self._factors(term)
+        num, den = [], []
+        for base, exp in [*dims, *other]:
+            name = str(base) if base.is_Symbol else f"{sp.sstr(base)}"
+            if exp.is_number and exp < 0:
+                den.append(name + (str(-exp).translate(_SUP) if exp != -1 else ""))
+            else:
+                num.append(name + (str(exp).translate(_SUP) if exp != 1 else ""))
+        frac = Fraction(int(coeff.p), int(coeff.q)) if coeff.is_Rational else None
+        sign = "-" if coeff < 0 else ""
+        if frac is not None:
+            frac = abs(frac)
+            if frac.denominator != 1:
+                den.insert(0, str(frac.denominator))
+            lead = str(frac.numerator)
+        else:
+            lead = sp.sstr(abs(coeff))
+        body = "·".join(([lead] if lead != "1" or not num else []) + num)
+        if den:
+            body += "/" + ("·".join(den) if len(den) == 1 else "(" + "·".join(den) + ")")
+        return sign + body
+
+    # ---- LaTeX --------------------------------------------------------------------------------
+    def latex(self, expr: sp.Expr, collect: tuple = ()) -> str:
+        expr = sp.expand(expr)
+        terms = self.terms(expr)
+        if not terms:
+            return "0"
+        if collect:
+            buckets: dict[sp.Expr, list] = {}
+            for t in terms:
+                key = sp.Integer(1)
+                for s in collect:
+                    e = t.as_powers_dict().get(s, 0)
+                    if e:
+                        key *= s**e
+                buckets.setdefault(key, []).append(t / key)
+            if not (len(buckets) == 1 and sp.Integer(1) in buckets):
+                parts = []
+                for key, inner in buckets.items():
+                    if key == 1:
+                        parts.extend(self._term_tex(t) for t in inner)
+                    elif len(inner) == 1:
+                        parts.append(self._term_tex(key * inner[0]))
+                    else:
+                        parts.append(f"{self._term_tex(key)} \\left({self._join_tex([self._term_tex(t) for t in inner])}\\right)")
+                return self._join_tex(parts)
+        return self._join_tex([self._term_tex(t) for t in terms])
+
+    @staticmethod
+    def _join_tex(parts: list[str]) -> str:
+        out = parts[0]
+        for p in parts[1:]:
+            out += f" - {p[1:]}" if p.startswith("-") else f" + {p}"
+        return out
+
+    def _name_tex(self, base) -> str:
+        if base in self.tex_names:
+            return self.tex_names[base]
+        return sp.latex(base, symbol_names=self.tex_names)
+
+    def _term_tex(self, term: sp.Expr) -> str:
+        coeff, dims, other = self._factors(term)
+        num, den = [], []
+        for base, exp in [*dims, *other]:
+            name = self._name_tex(base)
+            if exp.is_number and exp < 0:
+                den.append(name + (f"^{{{-exp}}}" if exp != -1 else ""))
+            else:
+                num.append(name + (f"^{{{exp}}}" if exp != 1 else ""))
+        sign = "-" if coeff < 0 else ""
+        c = abs(coeff)
+        if c.is_Rational and c.q != 1:
+            den.insert(0, str(c.q))
+            lead = str(c.p)
+        else:
+            lead = sp.latex(c)
+        top = " ".join(([lead] if lead != "1" or not num else []) + num)
+        if den:
+            return sign + f"\\frac{{{top}}}{{{' '.join(den)}}}"
+        return sign + top
+
+
+# ---- numbers ------------------------------------------------------------------------------------
+_PREFIXES = [(10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")]
+_COUNT = [(10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")]
+
+
+def human(value, unit: str) -> str:
+    """124439808 → '124.4M'; bytes → '13.5 GB' (decimal units); FLOPs → '1.6 TFLOP'."""
+    if value is None:
+        return ""
+    if not isinstance(value, (int, float, Fraction)) and not (hasattr(value, "is_number") and value.is_number):
+        return str(value)
+    v = float(value)
+    table = _COUNT if unit == "" else _PREFIXES
+    for scale, prefix in table:
+        if abs(v) >= scale:
+            num = f"{v / scale:.1f}"
+            return f"{num}{prefix}" if unit == "" else f"{num} {prefix}{unit}"
+    if unit == "":
+        return f"{v:g}"
+    return f"{v:g} {unit}"

@@ -1,0 +1,112 @@
+"""The terminal report: closed forms per block instance and for the whole model, and the --explain walk."""
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+from ..cost import METRIC_TITLES, METRIC_UNITS, METRICS
+from ..derive import Report
+from ..dims import fmt_shape
+from ..evaluate import Evaluator
+from .forms import Forms, human
+
+
+def forms_for(report: Report) -> Forms:
+    env = report.env
+    return Forms([d.symbol for d in env.dims.values()], {d.symbol: d.tex for d in env.dims.values()})
+
+
+def conventions_line(report: Report) -> str:
+    conv = {
+        "fma": "a multiply-add counts 2 FLOPs",
+        "mac": "FLOPs are multiply-accumulates (MACs)",
+        "exact": "an [M,K]@[K,N] product counts M·N·(2K−1) FLOPs",
+    }[report.convention]
+    dt = report.env.default_dtype
+    return f"{conv} · default dtype {dt.name} ({dt.nbytes} bytes) · activations: tensors saved for backward, each once"
+
+
+class _Writer:
+    def __init__(self, width: int):
+        self.width = width
+        self.lines: list[str] = []
+
+    def row(self, label: str, form: str, value: str = "", indent: int = 2, label_width: int = 24) -> None:
+        head = " " * indent + label.ljust(label_width)
+        tail = f"   = {value}" if value else ""
+        body = textwrap.wrap(form + tail, max(30, self.width - len(head)), break_on_hyphens=False) or [""]
+        self.lines.append(head + body[0])
+        for more in body[1:]:
+            self.lines.append(" " * len(head) + "  " + more)
+
+
+def render(report: Report, evaluator: Evaluator, explain: bool = False, width: int | None = None) -> str:
+    width = width or max(80, min(shutil.get_terminal_size((100, 24)).columns, 160))
+    forms = forms_for(report)
+    g = report.graph
+    w = _Writer(width)
+    title = f"{g.title} ({g.name})" if g.title else g.name
+    w.lines += [f"{title} — {g.file}", conventions_line(report)]
+    if evaluator.active:
+        shown = ", ".join(f"{k}={v}" for k, v in evaluator.given.items())
+        w.lines.append(f"evaluated at {shown}")
+    w.lines.append("")
+
+    def metric_rows(metrics: dict, collect=(), indent=2, extra=None):
+        for m in METRICS:
+            value = human(evaluator(metrics[m]), METRIC_UNITS[m]) if evaluator.active else ""
+            if evaluator.active and extra is not None and m in extra:
+                value += extra[m]
+            w.row(METRIC_TITLES[m], forms.text(metrics[m], collect), value, indent)
+
+    if explain:
+        _explain(report, evaluator, forms, w)
+    w.lines.append("Per instance of each block")
+    for b in report.blocks:
+        rep = forms.text(b.repeat)
+        w.lines.append(f"  {b.path}  (× {rep})" if b.repeat != 1 else f"  {b.path}")
+        metric_rows(b.metrics, indent=4)
+    w.lines.append("")
+    w.lines.append("Whole model")
+    metric_rows(report.totals, report.repeat_symbols)
+    return "\n".join(w.lines) + "\n"
+
+
+def _explain(report: Report, evaluator: Evaluator, forms: Forms, w: _Writer) -> None:
+    w.lines.append("Derivation, op by op (costs per instance)")
+    current = None
+    for r in report.ops:
+        n = r.node
+        block = n.path.rsplit("/", 1)[0] if "/" in n.path else ""
+        if block != current:
+            current = block
+            mult = forms.text(n.mult)
+            w.lines.append("")
+            w.lines.append(f"  [{block or 'top level'}]" + (f"  × {mult}" if n.mult != 1 else ""))
+        ins = ", ".join(f"{t.name} {fmt_shape(t.shape)}" for t in n.inputs if not t.is_param)
+        outs = ", ".join(f"{fmt_shape(t.shape)} {t.dtype}" for t in n.outputs)
+        w.lines.append(f"    {n.path}: {n.statement}    ({n.loc})")
+        w.lines.append(f"        {ins or '—'} → {outs}")
+        for p in n.params:
+            w.row(f"param {p.path.rsplit('/', 1)[-1]}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8, label_width=18)
+        shown = [
+            ("params", "parameters"),
+            ("matmul_flops_fwd", "matmul FLOPs fwd"),
+            ("flops_fwd", "all FLOPs fwd"),
+            ("flops_bwd", "all FLOPs bwd"),
+            ("io_bytes", "bytes moved"),
+        ]
+        for key, label in shown:
+            if key == "params" and not n.params:
+                continue
+            if key == "flops_fwd" and r.metrics["flops_fwd"] == r.metrics["matmul_flops_fwd"]:
+                continue
+            expr = r.metrics[key]
+            if expr == 0 and key not in ("flops_fwd",):
+                continue
+            w.row(label, forms.text(expr), human(evaluator(expr), METRIC_UNITS[key]) if evaluator.active else "", indent=8, label_width=18)
+        for s in r.saved:
+            note = "" if s.first else " (already counted)"
+            share = "" if s.share == 1 else f" × {forms.text(s.share)}"
+            w.row("saves", f"{s.label}: {forms.text(s.nbytes)} bytes{share}{note}", indent=8, label_width=18)
+    w.lines.append("")

@@ -1,0 +1,202 @@
+"""The abstract syntax of .arch files: frozen dataclasses, each carrying its source position."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Loc
+
+# --- expressions (dimension arithmetic, names, literals) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Num:
+    value: str  # the literal as written: "3", "0.5"
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # one of + - * / ^
+    left: "Expr"
+    right: "Expr"
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: "Expr"
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Func:
+    name: str
+    args: tuple["Expr", ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ListLit:
+    items: tuple["Expr", ...]
+    loc: Loc = field(compare=False)
+
+
+Expr = Num | Name | Bool | BinOp | Neg | Func | ListLit
+
+# --- declarations -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorType:
+    dtype: str | None
+    shape: tuple[Expr, ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    name: str
+    title: str | None
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Include:
+    path: str
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class DimDecl:
+    name: str
+    value: Expr | None  # None: a free symbol; otherwise derived
+    doc: str | None
+    tex: str | None
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class DtypeDecl:
+    name: str
+    nbytes: Expr
+    doc: str | None
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class DefaultDtype:
+    name: str
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class OptionDecl:
+    name: str
+    value: bool
+    doc: str | None
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    name: str
+    type: TensorType
+    doc: str | None
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ParamDecl:
+    name: str
+    type: TensorType
+    doc: str | None
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class BlockParam:
+    name: str
+    kind: str  # "tensor", "dim" or "bool"
+    type: TensorType | None
+    loc: Loc = field(compare=False)
+
+
+# --- statements ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kwarg:
+    name: str
+    value: Expr
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Kwarg, ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Assign:
+    targets: tuple[Name, ...]
+    call: Call
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    count: Expr
+    body: tuple["Stmt", ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class If:
+    option: str
+    negated: bool
+    then: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Return:
+    names: tuple[Name, ...]
+    loc: Loc = field(compare=False)
+
+
+Stmt = Assign | Repeat | If | Return
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    name: str
+    params: tuple[BlockParam, ...]
+    body: tuple[Stmt, ...]
+    loc: Loc = field(compare=False)
+
+
+Item = ModelDecl | Include | DimDecl | DtypeDecl | DefaultDtype | OptionDecl | InputDecl | ParamDecl | BlockDef | Stmt
+
+
+@dataclass(frozen=True)
+class Module:
+    """A spec with its includes resolved: declarations in file order, top-level statements last."""
+
+    path: str
+    items: tuple[Item, ...]
