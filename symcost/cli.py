@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
         "  symcost derive specs/llama.arch --format latex > llama.tex",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("spec", help="path to a .arch file")
+    d.add_argument("spec", nargs="?", help="path to a .arch file (optional with --hf-config/--preset: chosen by model_type)")
+    src = d.add_mutually_exclusive_group()
+    src.add_argument("--hf-config", metavar="FILE", help="take dims and options from a transformers config.json")
+    src.add_argument("--preset", metavar="NAME", help="take dims and options from a shipped preset (see `symcost presets`)")
     d.add_argument(
         "--set", nargs="+", default=[], metavar="NAME=VALUE", action="extend",
         help="give dimensions values (h=768 L=12 ...) or flip options (tied=false)",
@@ -50,6 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--explain", action="store_true", help="walk through the derivation op by op (text format)")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
 
+    v = sub.add_parser(
+        "validate",
+        help="compare derived costs with a real transformers model (needs symcost[torch])",
+        description="Build the transformers model for a config and measure, beside what symcost derives: the "
+        "parameter count of the full-size model on the meta device (exact), forward and forward+backward matmul "
+        "FLOPs of a tiny model of the same structure with FlopCounterMode (exact), and bytes saved for backward "
+        "(reported). Exit status 1 when an exact quantity disagrees.",
+    )
+    v.add_argument("spec", nargs="?", help="path to a .arch file (optional: chosen by model_type)")
+    vsrc = v.add_mutually_exclusive_group(required=True)
+    vsrc.add_argument("--hf-config", metavar="FILE", help="a transformers config.json")
+    vsrc.add_argument("--preset", metavar="NAME", help="a shipped preset (see `symcost presets`)")
+    v.add_argument(
+        "--shapes", default="2x16,3x32,1x64", metavar="BxS,...",
+        help="batch x sequence sizes for the tiny-model FLOP checks (default: 2x16,3x32,1x64)",
+    )
+    v.add_argument("--format", choices=("text", "json"), default="text")
+
+    pr = sub.add_parser("presets", help="list the shipped model presets", description="List the shipped presets (published configs).")
+    pr.add_argument("--format", choices=("text", "json"), default="text")
+
     o = sub.add_parser("ops", help="list the built-in ops", description="List the built-in ops and their arguments.")
     o.add_argument("name", nargs="?", help="show one op in full")
     return p
@@ -61,13 +85,24 @@ def _derive(args) -> str:
     from .graph import build
     from .parse import load
 
-    module = load(args.spec)
+    resolved = _resolve_config(args)
+    spec = args.spec or (str(resolved.spec) if resolved else None)
+    if spec is None:
+        raise SymcostError("give a spec file, or --hf-config / --preset to choose one by model_type")
+    module = load(spec)
     # options from --set must be known before building, dims after (the env is the spec's)
     probe = build(module, dtype=args.dtype)
     values, options = parse_assignments(args.set, probe.env)
+    if resolved:
+        _check_names(resolved, probe.env)
+        values, options = {**resolved.values, **values}, {**resolved.options, **options}
     graph = build(module, options=options, dtype=args.dtype) if options else probe
     report = derive(graph, args.flops, tuple(args.keep))
     ev = Evaluator(graph.env, values)
+    if resolved:
+        from .hf import check_derived
+
+        check_derived(resolved, ev)
     if args.format == "json":
         from .printers import json as printer
     elif args.format == "latex":
@@ -79,6 +114,50 @@ def _derive(args) -> str:
 
         return text.render(report, ev, explain=args.explain)
     return printer.render(report, ev)
+
+
+def _resolve_config(args):
+    if not (args.hf_config or args.preset):
+        return None
+    from .hf import preset_config, read_config, resolve
+
+    config, source = read_config(args.hf_config) if args.hf_config else preset_config(args.preset)
+    return resolve(config, source)
+
+
+def _check_names(resolved, env) -> None:
+    for name in resolved.values:
+        if name not in env.dims:
+            raise SymcostError(f"the {resolved.model_type} mapping sets dim '{name}', which this spec does not declare")
+    for name in resolved.options:
+        if name not in env.options:
+            raise SymcostError(f"the {resolved.model_type} mapping sets option '{name}', which this spec does not declare")
+
+
+def _presets(args) -> str:
+    import json
+
+    from .hf import mappings, presets
+
+    table = mappings()
+    rows = []
+    for name, path in presets().items():
+        cfg = json.loads(path.read_text())
+        m = table.get(cfg.get("model_type"), {})
+        dims = " ".join(f"{d}={_peek(cfg, rule)}" for d, rule in m.get("dims", {}).items())
+        title = cfg.get("_symcost", {}).get("title", "")
+        rows.append((name, cfg.get("model_type", "?"), m.get("spec", "?"), title, dims))
+    if args.format == "json":
+        return json.dumps([dict(zip(("name", "model_type", "spec", "title", "dims"), r)) for r in rows], indent=2) + "\n"
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "".join(f"{r[0].ljust(w[0])}  {r[1].ljust(w[1])}  {r[2].ljust(w[2])}  {r[3].ljust(w[3])}  {r[4]}\n" for r in rows)
+
+
+def _peek(cfg: dict, rule):
+    field, default = (rule, None) if isinstance(rule, str) else (rule["field"], rule.get("default"))
+    if field in cfg:
+        return cfg[field]
+    return _peek(cfg, default) if isinstance(default, str) else default
 
 
 def _ops(args) -> str:
@@ -99,7 +178,13 @@ def _ops(args) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        text = _derive(args) if args.command == "derive" else _ops(args)
+        if args.command == "validate":
+            from .validate import run
+
+            text, status = run(args)
+        else:
+            handler = {"derive": _derive, "presets": _presets, "ops": _ops}[args.command]
+            text, status = handler(args), 0
     except SymcostError as e:
         print(e, file=sys.stderr)
         return 2
@@ -115,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         sys.stdout.write(text)
-    return 0
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

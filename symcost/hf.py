@@ -1,0 +1,113 @@
+"""Hugging Face configs to spec values: the declarative field mapping (specs/hf.json) and the shipped presets."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import SymcostError, suggest
+
+
+def specs_dir() -> Path:
+    """The shipped specs: inside the installed package, or the checkout's top-level specs/."""
+    try:
+        path = Path(str(resources.files("symcost.specs")))
+        if (path / "hf.json").is_file():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "specs"
+
+
+def mappings() -> dict:
+    data = json.loads((specs_dir() / "hf.json").read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def presets() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((specs_dir() / "presets").glob("*.json"))}
+
+
+def preset_config(name: str) -> tuple[dict, str]:
+    table = presets()
+    if name not in table:
+        raise SymcostError(f"unknown preset '{name}'", None, suggest(name, table) or "see `symcost presets`")
+    return json.loads(table[name].read_text()), f"preset {name}"
+
+
+def read_config(path: str) -> tuple[dict, str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise SymcostError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SymcostError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise SymcostError(f"{path} must hold a JSON object (a transformers config), not {type(data).__name__}")
+    return data, path
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model_type: str
+    spec: Path
+    values: dict  # dim name -> int
+    options: dict  # option name -> bool
+    checks: dict  # derived dim name -> (field, value) that must agree
+    mapping: dict
+    source: str
+
+
+def _field(config: dict, rule, dim: str, source: str, model_type: str):
+    field, default = (rule, None) if isinstance(rule, str) else (rule["field"], rule.get("default"))
+    if field in config and config[field] is not None:
+        return config[field]
+    if isinstance(default, str):
+        return _field(config, default, dim, source, model_type)
+    if default is not None:
+        return default
+    raise SymcostError(f"{source}: missing field '{field}' (needed for {dim} in a {model_type} config)")
+
+
+def resolve(config: dict, source: str) -> Resolved:
+    """Map a transformers config onto its spec's dims and options."""
+    table = mappings()
+    model_type = config.get("model_type")
+    if model_type is None:
+        raise SymcostError(f"{source}: no 'model_type' field; pass the spec explicitly (symcost derive SPEC --hf-config …)")
+    if model_type not in table:
+        raise SymcostError(
+            f"{source}: model_type '{model_type}' has no mapping; known: {', '.join(sorted(table))}",
+            None,
+            suggest(model_type, table),
+        )
+    m = table[model_type]
+    values = {}
+    for dim, rule in m["dims"].items():
+        v = _field(config, rule, dim, source, model_type)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise SymcostError(f"{source}: {dim} comes from a field that must be a positive integer, got {v!r}")
+        values[dim] = v
+    options = {}
+    for opt, rule in m.get("options", {}).items():
+        v = _field(config, rule, opt, source, model_type)
+        if not isinstance(v, bool):
+            raise SymcostError(f"{source}: option {opt} must be true or false, got {v!r}")
+        options[opt] = v
+    checks = {dim: (fld, config[fld]) for dim, fld in m.get("derived", {}).items() if config.get(fld) is not None}
+    return Resolved(model_type, specs_dir() / m["spec"], values, options, checks, m, source)
+
+
+def check_derived(resolved: Resolved, evaluator) -> None:
+    """A config field such as head_dim must agree with what the spec derives (d = h/a)."""
+    env_subs = evaluator.subs
+    for dim, (fld, value) in resolved.checks.items():
+        sym = next((s for s in env_subs if s.name == dim), None)
+        if sym is not None and env_subs[sym] != value:
+            raise SymcostError(
+                f"{resolved.source}: {fld}={value}, but this spec derives {dim} = {env_subs[sym]}; "
+                "use a spec whose head size is a free dimension"
+            )
