@@ -40,6 +40,19 @@ class _Writer:
             self.lines.append(" " * len(head) + "  " + more)
 
 
+def show(evaluator: Evaluator, forms: Forms, expr, unit: str, exact: bool = False) -> str:
+    """The value of a closed form under --set: readable units, or the partly evaluated form."""
+    if not evaluator.active:
+        return ""
+    value = evaluator(expr)
+    if isinstance(value, int):
+        text = human(value, unit)
+        return f"{text} ({value:,})" if exact and value >= 1000 else text
+    if getattr(value, "is_number", False):
+        return human(value, unit)
+    return forms.text(value)
+
+
 def render(report: Report, evaluator: Evaluator, explain: bool = False, width: int | None = None) -> str:
     width = width or max(80, min(shutil.get_terminal_size((100, 24)).columns, 160))
     forms = forms_for(report)
@@ -52,11 +65,9 @@ def render(report: Report, evaluator: Evaluator, explain: bool = False, width: i
         w.lines.append(f"evaluated at {shown}")
     w.lines.append("")
 
-    def metric_rows(metrics: dict, collect=(), indent=2, extra=None):
+    def metric_rows(metrics: dict, collect=(), indent=2):
         for m in METRICS:
-            value = human(evaluator(metrics[m]), METRIC_UNITS[m]) if evaluator.active else ""
-            if evaluator.active and extra is not None and m in extra:
-                value += extra[m]
+            value = show(evaluator, forms, metrics[m], METRIC_UNITS[m], exact=m == "params")
             w.row(METRIC_TITLES[m], forms.text(metrics[m], collect), value, indent)
 
     if explain:
@@ -104,7 +115,7 @@ def _explain(report: Report, evaluator: Evaluator, forms: Forms, w: _Writer) -> 
             expr = r.metrics[key]
             if expr == 0 and key not in ("flops_fwd",):
                 continue
-            w.row(label, forms.text(expr), human(evaluator(expr), METRIC_UNITS[key]) if evaluator.active else "", indent=8, label_width=18)
+            w.row(label, forms.text(expr), show(evaluator, forms, expr, METRIC_UNITS[key]), indent=8, label_width=18)
         for s in r.saved:
             note = "" if s.first else " (already counted)"
             share = "" if s.share == 1 else f" × {forms.text(s.share)}"

@@ -1,0 +1,15 @@
+"""Session fixtures: the shipped specs, derived once."""
+from __future__ import annotations
+
+import pytest
+from helpers import report_for
+
+
+@pytest.fixture(scope="session")
+def gpt2():
+    return report_for("gpt2.arch")
+
+
+@pytest.fixture(scope="session")
+def llama():
+    return report_for("llama.arch")

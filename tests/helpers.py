@@ -1,0 +1,56 @@
+"""Test helpers: spec paths, symbols, and an independent numeric walk of a graph."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sympy as sp
+
+from symcost.cost import METRICS
+from symcost.derive import derive
+from symcost.dims import make_symbol
+from symcost.graph import build
+from symcost.parse import load
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+def sym(name: str) -> sp.Symbol:
+    return make_symbol(name)
+
+
+def same(a, b) -> bool:
+    return sp.expand(a - b) == 0
+
+
+def report_for(spec: str, **kwargs):
+    return derive(build(load(SPECS / spec), **{k: v for k, v in kwargs.items() if k in ("options", "dtype")}),
+                  kwargs.get("convention", "fma"), kwargs.get("keep", ()))
+
+
+def block(report, path: str):
+    return next(b for b in report.blocks if b.path == path)
+
+
+def op(report, path: str):
+    return next(r for r in report.ops if r.node.path == path)
+
+
+def numeric_walk(module, values: dict[str, int], convention: str = "fma", options=None, dtype=None) -> dict:
+    """Totals by unrolling every repeat at concrete sizes and counting each saved storage once.
+
+    Independent of derive(): no multiplicities, no loop-carried bookkeeping, no symbolic expansion.
+    """
+    g = build(module, values=values, unroll=True, options=options, dtype=dtype)
+    out = {m: sp.Integer(0) for m in METRICS}
+    for p in g.params:
+        out["params"] += p.numel
+        out["weight_bytes"] += p.numel * p.dtype.nbytes
+    for node in g.ops:
+        for m in METRICS:
+            if m not in ("params", "weight_bytes", "activation_bytes"):
+                out[m] += node.cost.metric(m, convention)
+    saved = {sid for node in g.ops for sid in node.saves}
+    out["activation_bytes"] = sum((g.storages[sid].nbytes for sid in saved), sp.Integer(0))
+    return out
