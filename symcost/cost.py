@@ -69,6 +69,17 @@ class Cost:
 
     __rmul__ = __mul__
 
+    @staticmethod
+    def total(weighted) -> "Cost":
+        """Σ weight·cost over (cost, weight) pairs, building each field's sum once (fast for many ops)."""
+        terms: list[list] = [[] for _ in fields(Cost)]
+        for cost, weight in weighted:
+            for i, f in enumerate(fields(Cost)):
+                v = getattr(cost, f.name)
+                if v != 0:
+                    terms[i].append(v if weight == 1 else v * weight)
+        return Cost(*(sp.Add(*t) for t in terms))
+
     def metric(self, name: str, convention: str = "fma") -> sp.Expr:
         """One named metric (activation_bytes excepted: it is not additive, see derive.py)."""
         if name == "matmul_flops_fwd":

@@ -23,11 +23,22 @@ class Saved:
     first: bool  # counted here (False: an earlier op already saved it)
 
 
-@dataclass(frozen=True)
 class OpReport:
-    node: OpNode
-    metrics: dict
-    saved: tuple
+    """One op's costs per instance; the closed forms are expanded on first use (--explain, JSON)."""
+
+    def __init__(self, node: OpNode, saved: tuple, activation, convention: str, canon):
+        self.node, self.saved = node, saved
+        self._raw = (activation, convention, canon)
+        self._metrics: dict | None = None
+
+    @property
+    def metrics(self) -> dict:
+        if self._metrics is None:
+            act, convention, canon = self._raw
+            self._metrics = {
+                m: canon(act if m == "activation_bytes" else self.node.cost.metric(m, convention)) for m in METRICS
+            }
+        return self._metrics
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
     defs = {d.symbol: d.definition for d in env.dims.values() if d.definition is not None and d.name not in keep}
 
     def canon(e) -> sp.Expr:
-        return sp.expand(sp.expand(e).xreplace(defs)) if defs else sp.expand(e)
+        return expand_sum(e.xreplace(defs) if defs else e)
 
     storages = graph.storages
     first_saver: dict[int, OpNode] = {}
@@ -79,18 +90,17 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
                   storages[sid].nbytes, storages[sid].mult / node.mult, first_saver[sid] is node)
             for sid in node.saves
         )
-        act = sum((s.nbytes * s.share for s in saved if s.first), ZERO)
-        metrics = {m: canon(act if m == "activation_bytes" else node.cost.metric(m, convention)) for m in METRICS}
-        ops.append(OpReport(node, metrics, saved))
+        act = sp.Add(*(s.nbytes * s.share for s in saved if s.first))
+        ops.append(OpReport(node, saved, act, convention, canon))
 
     # whole model
-    total = sum((node.cost * node.mult for node in graph.ops), Cost())
+    total = Cost.total((node.cost, node.mult) for node in graph.ops)
     declared = [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
     total = total + Cost(
         params=sum((p.numel * p.mult for p in declared), ZERO),
         weight_bytes=sum((p.numel * p.dtype.nbytes * p.mult for p in declared), ZERO),
     )
-    activation = sum((storages[sid].nbytes * storages[sid].mult for sid in first_saver), ZERO)
+    activation = sp.Add(*(storages[sid].nbytes * storages[sid].mult for sid in first_saver))
     saved_set = set(first_saver)
     for fam in graph.families:
         c, o = fam.carried in saved_set, fam.body_out in saved_set
@@ -110,15 +120,16 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
     blocks = []
     for b in graph.blocks:
         inside = [r for r in ops if r.node.path.startswith(b.path + "/")]
-        cost = sum((r.node.cost * (r.node.mult / b.mult) for r in inside), Cost())
-        act = ZERO
+        cost = Cost.total((r.node.cost, r.node.mult / b.mult) for r in inside)
+        acts = []
         for r in inside:
             for sid in r.node.saves:
                 st = storages[sid]
                 if first_saver[sid] is not r.node:
                     continue
                 if st.creator.startswith(b.path + "/") or (sid in b.args and st.mult == b.mult):
-                    act += st.nbytes * st.mult / b.mult
+                    acts.append(st.nbytes * st.mult / b.mult)
+        act = sp.Add(*acts)
         metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, convention)) for m in METRICS}
         blocks.append(BlockReport(b.path, b.block, b.mult, metrics))
 
@@ -128,6 +139,24 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
             if s not in repeat_syms:
                 repeat_syms.append(s)
     return Report(graph, convention, totals, blocks, ops, tuple(keep), tuple(repeat_syms))
+
+
+def expand_sum(e: sp.Expr) -> sp.Expr:
+    """`expand`, but only on the terms that need it: op costs are mostly sums of monomials already."""
+    terms = e.args if e.is_Add else (e,)
+    if all(_monomial(t) for t in terms):
+        return e
+    return sp.Add(*(t if _monomial(t) else sp.expand(t) for t in terms))
+
+
+def _monomial(t: sp.Expr) -> bool:
+    if t.is_Atom:
+        return True
+    if t.is_Pow:
+        return t.base.is_Atom
+    if t.is_Mul:
+        return all(a.is_Atom or (a.is_Pow and a.base.is_Atom) for a in t.args)
+    return False
 
 
 def _tensor_label(graph: Graph, sid: int) -> str:

@@ -127,3 +127,12 @@ def test_keep_derived_head_size():
     dd = sym("d")
     assert same(block(r, "layer").metrics["params"], 2 * h * a * dd + 2 * h * kv * dd + 3 * h * f + 2 * h)
     assert sp.Symbol("d", positive=True, integer=True) in block(r, "layer").metrics["params"].free_symbols
+
+
+def test_closed_forms_are_fully_expanded(gpt2, llama):
+    """The fast canonical form is structurally identical to SymPy's expand (stable printing)."""
+    for r in (gpt2, llama):
+        forms = [*r.totals.values()] + [e for b in r.blocks for e in b.metrics.values()]
+        forms += [e for o in r.ops for e in o.metrics.values()]
+        for e in forms:
+            assert e == sp.expand(e)

@@ -14,9 +14,16 @@ class Forms:
     def __init__(self, symbols: list[sp.Symbol], tex: dict[sp.Symbol, str] | None = None):
         self.order = {s: i for i, s in enumerate(symbols)}
         self.tex_names = tex or {}
+        self._cache: dict = {}
 
     # ---- structure ----------------------------------------------------------------------------
     def _factors(self, term: sp.Expr):
+        hit = self._cache.get(term)
+        if hit is None:
+            hit = self._cache[term] = self._split(term)
+        return hit
+
+    def _split(self, term: sp.Expr):
         coeff, rest = term.as_coeff_Mul()
         powers = rest.as_powers_dict() if rest != 1 else {}
         dims, other = [], []
@@ -28,12 +35,13 @@ class Forms:
 
     def _key(self, term: sp.Expr):
         coeff, dims, other = self._factors(term)
-        degree = sum(float(e) for _, e in dims) + sum(float(e) for _, e in other if e.is_number)
-        vector = tuple(-float(dict(dims).get(s, 0)) for s in self.order)
+        exps = {b: float(e) for b, e in dims}
+        degree = sum(exps.values()) + sum(float(e) for _, e in other if e.is_number)
+        vector = tuple(-exps.get(s, 0.0) for s in self.order)
         return (-degree, -abs(float(coeff)), vector, str(other))
 
     def terms(self, expr: sp.Expr) -> list[sp.Expr]:
-        expr = sp.expand(expr)
+        """The terms of an expanded expression (closed forms arrive expanded) in display order."""
         if expr == 0:
             return []
         parts = list(expr.args) if expr.is_Add else [expr]
@@ -42,7 +50,6 @@ class Forms:
     # ---- Unicode ------------------------------------------------------------------------------
     def text(self, expr: sp.Expr, collect: tuple = ()) -> str:
         """`24·b·s·h² + 4·b·s²·h`; with `collect` symbols, `L·(12·h² + 13·h) + V·h`."""
-        expr = sp.expand(expr)
         if collect:
             groups = self._collect(expr, collect)
             if groups is not None:
@@ -50,19 +57,19 @@ class Forms:
         return self._join([self._term_text(t) for t in self.terms(expr)])
 
     def _collect(self, expr, syms) -> str | None:
-        buckets: dict[sp.Expr, sp.Expr] = {}
+        buckets: dict[sp.Expr, list] = {}
         for t in self.terms(expr):
             key = sp.Integer(1)
             for s in syms:
                 e = t.as_powers_dict().get(s, 0)
                 if e:
                     key *= s**e
-            buckets[key] = buckets.get(key, 0) + t / key
+            buckets.setdefault(key, []).append(t / key)
         if len(buckets) == 1 and sp.Integer(1) in buckets:
             return None
         parts = []
         for key, inner in buckets.items():
-            inner_terms = self.terms(inner)
+            inner_terms = sorted(inner, key=self._key)
             if key == 1:
                 parts.extend(self._term_text(t) for t in inner_terms)
             elif len(inner_terms) == 1:
@@ -105,7 +112,6 @@ class Forms:
 
     # ---- LaTeX --------------------------------------------------------------------------------
     def latex(self, expr: sp.Expr, collect: tuple = ()) -> str:
-        expr = sp.expand(expr)
         terms = self.terms(expr)
         if not terms:
             return "0"

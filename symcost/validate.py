@@ -1,0 +1,475 @@
+"""`symcost validate`: compare what symcost derives with a real transformers model built from the same config.
+
+Three measurements, each beside the derived value (see docs/validation.md):
+
+* parameters of the full-size model, built on the ``meta`` device (no memory, no download) — exact;
+* matmul FLOPs of a tiny model of the same structure (dims shrunk by the ``tiny`` rules in specs/hf.json,
+  every option kept), counted by ``torch.utils.flop_counter.FlopCounterMode`` with eager attention in fp32:
+  the forward pass (eval, no_grad) and forward + backward (train mode) for each (b, s) — exact;
+* bytes saved for backward by that tiny model in train mode (``saved_tensors_hooks``, every storage once,
+  parameters excluded) — reported beside the derived activation bytes, never a failure.
+
+torch and transformers are imported lazily, inside the functions that need them: importing this module
+(and the rest of symcost) stays cheap.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SymcostError
+
+SCHEMA = "symcost.validate/1"
+TORCH_HINT = "symcost validate needs the torch extra: pip install 'symcost[torch]'"
+DEFAULT_SHAPES = ((2, 16), (3, 32), (1, 64))
+PARTS = ("params", "flops", "saved")
+DTYPE = "fp32"  # the tiny model's dtype, and the dtype the tiny numbers are derived with
+SEED = 0
+
+LABELS = {
+    "params": "params (full size, meta)",
+    "tiny_params": "params (tiny)",
+    "matmul_flops_fwd": "matmul FLOPs forward",
+    "matmul_flops_fwd_bwd": "matmul FLOPs fwd+bwd",
+    "activation_bytes": "activation bytes",
+}
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the report: a derived and a measured value of one quantity."""
+
+    quantity: str  # params | tiny_params | matmul_flops_fwd | matmul_flops_fwd_bwd | activation_bytes
+    derived: int
+    measured: int
+    exact: bool  # must agree exactly (otherwise reported only)
+    model: str  # "full" or "tiny"
+    b: int | None = None
+    s: int | None = None
+
+    @property
+    def difference(self) -> int:
+        return self.measured - self.derived
+
+    @property
+    def ok(self) -> bool:
+        return self.derived == self.measured or not self.exact
+
+    def label(self) -> str:
+        base = LABELS.get(self.quantity, self.quantity)
+        return base if self.b is None else f"{base}  b={self.b} s={self.s}"
+
+    def as_json(self) -> dict:
+        return {
+            "quantity": self.quantity,
+            "model": self.model,
+            "b": self.b,
+            "s": self.s,
+            "derived": self.derived,
+            "measured": self.measured,
+            "difference": self.difference,
+            "exact": self.exact,
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class Result:
+    model_type: str
+    source: str
+    spec: str
+    model_class: str
+    options: dict
+    full_dims: dict
+    tiny_dims: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def as_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "model_type": self.model_type,
+            "source": self.source,
+            "spec": self.spec,
+            "model_class": self.model_class,
+            "options": self.options,
+            "dims": {"full": self.full_dims, "tiny": self.tiny_dims},
+            "conventions": {
+                "flops": "fma (a multiply-add counts 2), matmul-like ops only, as FlopCounterMode counts",
+                "tiny_dtype": DTYPE,
+                "attention": "eager",
+                "flops_loss": "logits.sum()",
+                "saved_loss": "cross-entropy (labels=ids)",
+                "saved_bytes": "storages saved for backward, each once, parameters excluded",
+            },
+            "versions": self.versions,
+            "checks": [c.as_json() for c in self.checks],
+            "ok": self.ok,
+        }
+
+
+# ----------------------------------------------------------------------------- config side (no torch)
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """'2x16,3x32' -> [(2, 16), (3, 32)]."""
+    shapes = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        b, x, s = item.lower().partition("x")
+        try:
+            bs = (int(b), int(s))
+        except ValueError:
+            raise SymcostError(f"--shapes expects BxS items separated by commas (e.g. 2x16,1x64), got '{item}'") from None
+        if not x or min(bs) <= 0:
+            raise SymcostError(f"--shapes expects positive BxS items (e.g. 2x16), got '{item}'")
+        shapes.append(bs)
+    if not shapes:
+        raise SymcostError("--shapes is empty; give at least one BxS (e.g. 2x16)")
+    return shapes
+
+
+def tiny_config(config: dict, mapping: dict, source: str) -> dict:
+    """The config of the tiny model: the full config with the mapping's `tiny` rules applied.
+
+    A rule is a value (null clears the field), or {"relative_to": F, "equal": x, "one": y, "fewer": z}: x when
+    the full config's field equals field F (missing means equal), y when it is 1, z otherwise — this keeps
+    multi-head, multi-query and grouped-query attention what they are.
+    """
+    model_type = config.get("model_type")
+    rules = mapping.get("tiny")
+    if not isinstance(rules, dict):
+        raise SymcostError(f"the {model_type} mapping in specs/hf.json has no 'tiny' rules, so no tiny model can be built")
+    tiny = {k: v for k, v in config.items() if not k.startswith("_")}
+    for key, rule in rules.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(rule, dict):
+            ref = rule.get("relative_to")
+            if ref not in config:
+                raise SymcostError(f"{source}: missing field '{ref}' (needed for the tiny model's {key})")
+            full = config.get(key)
+            full = config[ref] if full is None else full
+            if full == config[ref]:
+                tiny[key] = rule["equal"]
+            elif full == 1:
+                tiny[key] = rule["one"]
+            elif isinstance(full, int) and 1 < full < config[ref]:
+                tiny[key] = rule["fewer"]
+            else:
+                raise SymcostError(f"{source}: {key}={full!r} does not fit {ref}={config[ref]!r}")
+        else:
+            tiny[key] = rule
+    return tiny
+
+
+class _Plan:
+    """Everything symcost itself knows: the resolved configs, the derived report, and evaluators."""
+
+    def __init__(self, config: dict, source: str, spec: str | None, need_tiny: bool):
+        from .derive import derive
+        from .graph import build
+        from .hf import check_derived, resolve
+        from .parse import display_path, load
+
+        self.config = config
+        self.full = resolve(config, source)
+        self.mapping = self.full.mapping
+        self.model_type = self.full.model_type
+        validate = self.mapping.get("validate")
+        if not isinstance(validate, dict) or "class" not in validate or "config" not in validate:
+            raise SymcostError(f"the {self.model_type} mapping in specs/hf.json has no 'validate' entry naming a transformers class")
+        self.class_name, self.config_name = validate["class"], validate["config"]
+        spec_path = Path(spec) if spec else self.full.spec
+        self.spec = display_path(spec_path)
+        key = (str(spec_path.resolve()), tuple(sorted(self.full.options.items())))
+        if key not in _DERIVED:
+            graph = build(load(spec_path), options=self.full.options, dtype=DTYPE)
+            _DERIVED[key] = (graph, derive(graph, "fma"))
+        self.graph, self.report = _DERIVED[key]
+        env = self.graph.env
+        for name in self.full.values:
+            if name not in env.dims:
+                raise SymcostError(f"the {self.model_type} mapping sets dim '{name}', which {self.spec} does not declare")
+        for name in self.full.options:
+            if name not in env.options:
+                raise SymcostError(f"the {self.model_type} mapping sets option '{name}', which {self.spec} does not declare")
+        missing = [d.name for d in env.free_dims() if d.name not in self.full.values and d.name not in ("b", "s")]
+        if missing:
+            raise SymcostError(f"{self.spec} has dims the {self.model_type} mapping does not set: {', '.join(missing)}")
+        self.full_eval = self._evaluator(self.full.values, 1, 1)
+        check_derived(self.full, self.full_eval)
+        self.tiny = None
+        if need_tiny:
+            self.tiny_config = tiny_config(config, self.mapping, source)
+            self.tiny = resolve(self.tiny_config, f"{source} (tiny)")
+            check_derived(self.tiny, self._evaluator(self.tiny.values, 1, 1))
+
+    def _evaluator(self, values: dict, b: int, s: int):
+        from .evaluate import Evaluator
+
+        dims = self.graph.env.dims
+        extra = {k: v for k, v in (("b", b), ("s", s)) if k in dims}
+        return Evaluator(self.graph.env, {**values, **extra})
+
+    def derived(self, metric: str, values: dict, b: int = 1, s: int = 1) -> int:
+        v = self._evaluator(values, b, s)(self.report.totals[metric])
+        if not isinstance(v, int):
+            raise SymcostError(f"{self.spec}: {metric} does not evaluate to a whole number ({v})")
+        return v
+
+
+_DERIVED: dict = {}  # (spec path, options) -> (graph, report): derived once per process
+
+
+# ----------------------------------------------------------------------------- torch side
+
+
+def _stderr(msg: str) -> None:
+    print(f"symcost validate: {msg}", file=sys.stderr, flush=True)
+
+
+def _import_torch():
+    """torch and transformers, quietly and offline; a SymcostError when the extra is not installed."""
+    user_verbosity = "TRANSFORMERS_VERBOSITY" in os.environ
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise SymcostError(TORCH_HINT) from None
+    if not user_verbosity:
+        transformers.logging.set_verbosity_error()
+    return torch, transformers
+
+
+def _hf_class(transformers, name: str):
+    try:
+        obj = getattr(transformers, name)
+    except (AttributeError, ImportError, RuntimeError):
+        obj = None
+    if obj is None:
+        raise SymcostError(
+            f"transformers {transformers.__version__} has no {name}; symcost validate is checked with transformers==5.23.0"
+        )
+    return obj
+
+
+def _hf_config(config_cls, data: dict, source: str, **extra):
+    try:
+        return config_cls.from_dict({**{k: v for k, v in data.items() if not k.startswith("_")}, **extra})
+    except (TypeError, ValueError) as e:  # strict dataclass validation errors are ValueErrors
+        raise SymcostError(f"{source}: transformers rejects this config ({config_cls.__name__}): {e}") from None
+
+
+def count_params_meta(model_cls, hf_config) -> int:
+    """Parameters of the full-size model built on the meta device (tied weights counted once)."""
+    import torch
+
+    with torch.device("meta"):
+        model = model_cls(hf_config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_tiny(model_cls, hf_config):
+    """The tiny model: random weights (seeded, without disturbing the caller's RNG), fp32, on the CPU."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = model_cls(hf_config).to(dtype=torch.float32)
+    model.loss_type = "ForCausalLM"  # GPT2LMHeadModel otherwise logs that loss_type=None is unrecognized
+    return model
+
+
+def _ids(model, b: int, s: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(SEED + 1000 * b + s)
+    return torch.randint(0, model.config.vocab_size, (b, s), generator=gen)
+
+
+def matmul_flops(model, ids, train: bool) -> int:
+    """FlopCounterMode's total for one forward (eval, no_grad) or one forward + backward (train, loss = logits.sum())."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if train:
+        model.train()
+        with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as fc:
+            model(ids, use_cache=False).logits.sum().backward()
+        model.zero_grad(set_to_none=True)
+    else:
+        model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(ids, use_cache=False)
+    return int(fc.get_total_flops())
+
+
+def saved_bytes(model, ids) -> int:
+    """Bytes saved for backward in train mode with a cross-entropy loss (labels=ids), each storage once, no parameters."""
+    import torch
+
+    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()  # views share their storage: count it once
+        seen.setdefault(st.data_ptr(), st.nbytes())
+        return t  # the graph keeps t alive, so no data_ptr is reused while we record
+
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(ids, labels=ids, use_cache=False).loss
+        total = sum(n for ptr, n in seen.items() if ptr not in param_storages)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def _positions(tiny: dict) -> int | None:
+    for key in ("n_positions", "max_position_embeddings"):
+        if isinstance(tiny.get(key), int):
+            return tiny[key]
+    return None
+
+
+def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_SHAPES, parts=PARTS,
+             progress=_stderr) -> Result:
+    """Run the checks in `parts` (params, flops, saved) for one transformers config (a dict)."""
+    parts = tuple(parts)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SymcostError(f"unknown validate part(s): {', '.join(unknown)}; use {', '.join(PARTS)}")
+    need_tiny = "flops" in parts or "saved" in parts
+    shapes = [tuple(x) for x in shapes]
+    plan = _Plan(config, source, spec, need_tiny)
+    if need_tiny:
+        limit = _positions(plan.tiny_config)
+        too_long = [s for _, s in shapes if limit is not None and s > limit]
+        if too_long:
+            raise SymcostError(f"--shapes: s={max(too_long)} is longer than the tiny model's {limit} positions")
+    progress_fn = progress or (lambda _msg: None)
+    if "torch" not in sys.modules:
+        progress_fn("importing torch and transformers…")
+    torch, transformers = _import_torch()
+    model_cls = _hf_class(transformers, plan.class_name)
+    config_cls = _hf_class(transformers, plan.config_name)
+    result = Result(
+        plan.model_type, source, plan.spec, plan.class_name, dict(plan.full.options), dict(plan.full.values),
+        versions={"torch": torch.__version__, "transformers": transformers.__version__},
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "params" in parts:
+            progress_fn(f"building {plan.class_name} for {source} on meta…")
+            measured = count_params_meta(model_cls, _hf_config(config_cls, config, source))
+            result.checks.append(Check("params", plan.derived("params", plan.full.values), measured, True, "full"))
+        if need_tiny:
+            values = plan.tiny.values
+            result.tiny_dims = dict(values)
+            dims = " ".join(f"{k}={v}" for k, v in values.items())
+            progress_fn(f"measuring a tiny {plan.class_name} ({dims}, fp32, eager) at "
+                        f"{', '.join(f'{b}x{s}' for b, s in shapes)}…")
+            model = build_tiny(model_cls, _hf_config(config_cls, plan.tiny_config, source, attn_implementation="eager"))
+            n = sum(p.numel() for p in model.parameters())
+            result.checks.append(Check("tiny_params", plan.derived("params", values), n, True, "tiny"))
+            for b, s in shapes:
+                ids = _ids(model, b, s)
+                if "flops" in parts:
+                    fwd = plan.derived("matmul_flops_fwd", values, b, s)
+                    bwd = plan.derived("matmul_flops_bwd", values, b, s)
+                    result.checks.append(Check("matmul_flops_fwd", fwd, matmul_flops(model, ids, False), True, "tiny", b, s))
+                    result.checks.append(
+                        Check("matmul_flops_fwd_bwd", fwd + bwd, matmul_flops(model, ids, True), True, "tiny", b, s))
+                if "saved" in parts:
+                    act = plan.derived("activation_bytes", values, b, s)
+                    result.checks.append(Check("activation_bytes", act, saved_bytes(model, ids), False, "tiny", b, s))
+    return result
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _num(n: int) -> str:
+    return f"{n:,}"
+
+
+def _diff(c: Check) -> str:
+    d = c.difference
+    if d == 0:
+        return "0"
+    text = f"{d:+,}"
+    if not c.exact and c.derived:
+        text += f" ({d / c.derived:+.1%})"
+    return text
+
+
+def _mark(c: Check) -> str:
+    if c.exact:
+        return "✓" if c.ok else "✗"
+    return "= (reported)" if c.derived == c.measured else "≠ (reported)"
+
+
+def render_text(r: Result) -> str:
+    out = [f"{r.model_type} ({r.source}) — {r.spec} vs transformers {r.model_class}"]
+    full = " ".join(f"{k}={v}" for k, v in r.full_dims.items())
+    opts = " ".join(f"{k}={str(v).lower()}" for k, v in r.options.items())
+    out.append(f"full size: {full}{'  ' + opts if opts else ''}  (meta device)")
+    if r.tiny_dims:
+        tiny = " ".join(f"{k}={v}" for k, v in r.tiny_dims.items())
+        out.append(f"tiny:      {tiny}  (fp32, eager attention, random weights; FLOPs with loss = logits.sum(), "
+                   "saved bytes with a cross-entropy loss)")
+    out.append("")
+    head = ("quantity", "derived", "measured", "difference", "")
+    rows = [(c.label(), _num(c.derived), _num(c.measured), _diff(c), _mark(c)) for c in r.checks]
+    w = [max(len(x[i]) for x in (head, *rows)) for i in range(4)]
+    for row in (head, *rows):
+        out.append(f"{row[0].ljust(w[0])}  {row[1].rjust(w[1])}  {row[2].rjust(w[2])}  {row[3].rjust(w[3])}  {row[4]}".rstrip())
+    out.append("")
+    bad = [c for c in r.checks if not c.ok]
+    if bad:
+        out.append(f"FAILED: {len(bad)} exact quantit{'y' if len(bad) == 1 else 'ies'} disagree: "
+                   + ", ".join(c.label().replace("  ", " ") for c in bad))
+    else:
+        exact = sum(c.exact for c in r.checks)
+        note = "; activation bytes are reported, not checked (see docs/validation.md)" if any(
+            not c.exact for c in r.checks) else ""
+        out.append(f"ok: {exact} exact quantit{'y' if exact == 1 else 'ies'} agree{note}")
+    return "\n".join(out) + "\n"
+
+
+def render_json(r: Result) -> str:
+    return json.dumps(r.as_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+def run(args) -> tuple[str, int]:
+    """The `symcost validate` subcommand: (output text, exit status)."""
+    from .hf import preset_config, read_config
+
+    if getattr(args, "hf_config", None):
+        config, source = read_config(args.hf_config)
+    elif getattr(args, "preset", None):
+        config, source = preset_config(args.preset)
+    else:
+        raise SymcostError("symcost validate needs --hf-config FILE or --preset NAME")
+    shapes = parse_shapes(getattr(args, "shapes", None) or ",".join(f"{b}x{s}" for b, s in DEFAULT_SHAPES))
+    result = validate(config, source, getattr(args, "spec", None), shapes)
+    text = render_json(result) if getattr(args, "format", "text") == "json" else render_text(result)
+    return text, 0 if result.ok else 1
