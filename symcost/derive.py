@@ -86,8 +86,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
     ops = []
     for node in graph.ops:
         saved = tuple(
-            Saved(storages[sid].label if storages[sid].label not in ("output",) else _tensor_label(graph, sid),
-                  storages[sid].nbytes, storages[sid].mult / node.mult, first_saver[sid] is node)
+            Saved(_label(node, storages[sid]), storages[sid].nbytes, storages[sid].mult / node.mult, first_saver[sid] is node)
             for sid in node.saves
         )
         act = sp.Add(*(s.nbytes * s.share for s in saved if s.first))
@@ -159,12 +158,12 @@ def _monomial(t: sp.Expr) -> bool:
     return False
 
 
-def _tensor_label(graph: Graph, sid: int) -> str:
-    for node in graph.ops:
-        for t in node.outputs:
-            if t.storage == sid:
-                return t.name
-    return "tensor"
+def _label(node: OpNode, storage) -> str:
+    """What an op calls a storage it saves: one of its own tensors' names, or the storage's label (mask)."""
+    for t in (*node.inputs, *node.outputs):
+        if t.storage == storage.id:
+            return t.name
+    return storage.label
 
 
 def derive_file(path, *, convention: str = "fma", options=None, dtype=None, keep: tuple = ()) -> Report:

@@ -574,7 +574,7 @@ class Builder:
         cost = rule.cost + Cost(
             params=sum((p.numel for p in created), sp.Integer(0)), weight_bytes=param_bytes, io_bytes=io
         )
-        text = (source_line(st.loc) or "").strip()
+        text = (source_line(st.loc) or "").split("#", 1)[0].strip()
         self.graph.ops.append(
             OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost, tuple(dict.fromkeys(saves)), ctx.mult)
         )

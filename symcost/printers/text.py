@@ -96,26 +96,23 @@ def _explain(report: Report, evaluator: Evaluator, forms: Forms, w: _Writer) -> 
             w.lines.append(f"  [{block or 'top level'}]" + (f"  × {mult}" if n.mult != 1 else ""))
         ins = ", ".join(f"{t.name} {fmt_shape(t.shape)}" for t in n.inputs if not t.is_param)
         outs = ", ".join(f"{fmt_shape(t.shape)} {t.dtype}" for t in n.outputs)
-        w.lines.append(f"    {n.path}: {n.statement}    ({n.loc})")
+        w.lines.append(f"    {n.path}    ({n.loc})")
+        w.lines.append(f"        {n.statement}")
         w.lines.append(f"        {ins or '—'} → {outs}")
         for p in n.params:
             w.row(f"param {p.path.rsplit('/', 1)[-1]}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8, label_width=18)
-        shown = [
-            ("params", "parameters"),
-            ("matmul_flops_fwd", "matmul FLOPs fwd"),
-            ("flops_fwd", "all FLOPs fwd"),
-            ("flops_bwd", "all FLOPs bwd"),
-            ("io_bytes", "bytes moved"),
+        m = r.metrics
+        other_fwd = m["flops_fwd"] - m["matmul_flops_fwd"]
+        rows = [
+            ("parameters", m["params"] if n.params else 0, ""),
+            ("matmul FLOPs fwd", m["matmul_flops_fwd"], "FLOP"),
+            ("other FLOPs fwd", other_fwd, "FLOP"),
+            ("FLOPs bwd", m["flops_bwd"], "FLOP"),
+            ("bytes moved", m["io_bytes"], "B"),
         ]
-        for key, label in shown:
-            if key == "params" and not n.params:
-                continue
-            if key == "flops_fwd" and r.metrics["flops_fwd"] == r.metrics["matmul_flops_fwd"]:
-                continue
-            expr = r.metrics[key]
-            if expr == 0 and key not in ("flops_fwd",):
-                continue
-            w.row(label, forms.text(expr), show(evaluator, forms, expr, METRIC_UNITS[key]), indent=8, label_width=18)
+        for label, expr, unit in rows:
+            if expr != 0:
+                w.row(label, forms.text(expr), show(evaluator, forms, expr, unit), indent=8, label_width=18)
         for s in r.saved:
             note = "" if s.first else " (already counted)"
             share = "" if s.share == 1 else f" × {forms.text(s.share)}"
