@@ -66,6 +66,10 @@ def default_tex(name: str) -> str:
     return f"\\mathrm{{{name}}}"
 
 
+MAX_EXPONENT = 64
+MAX_MAGNITUDE = sp.Integer(10) ** 300
+
+
 def number(text: str) -> Expr:
     """A numeric literal as an exact SymPy number (parsed with fractions, never sympify)."""
     frac = Fraction(text)
@@ -121,6 +125,8 @@ class Env:
         definition = None
         if decl.value is not None:
             definition = self.dim_expr(decl.value, {}, substitute=True)
+            if is_bad_size(definition):
+                raise SymcostError(f"dimension '{decl.name}' = {definition} is not a positive integer", decl.value.loc)
         self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, decl.tex or default_tex(decl.name), decl.loc)
 
     def derived_defs(self) -> dict[sp.Symbol, Expr]:
@@ -139,7 +145,7 @@ class Env:
             raise SymcostError(f"dtype '{decl.name}' is already defined", decl.loc)
         kinds(decl.name, decl.loc)
         nbytes = self.dim_expr(decl.nbytes, {})
-        if nbytes.is_number and not nbytes > 0:
+        if (nbytes.is_number and not (nbytes.is_finite and nbytes > 0)) or nbytes.is_nonpositive:
             raise SymcostError(f"dtype '{decl.name}' must have a positive byte size, not {nbytes}", decl.loc)
         self.dtypes[decl.name] = DType(decl.name, nbytes, True)
 
@@ -170,14 +176,18 @@ class Env:
             if node.op == "-":
                 return left - right
             if node.op == "*":
-                return left * right
+                return _bounded(left * right, node)
             if node.op == "/":
                 if right == 0:
                     raise SymcostError("division by zero in a dimension expression", node.loc)
                 return left / right
             if not right.is_Integer:
                 raise SymcostError(f"an exponent must be an integer literal, not {right}", node.right.loc)
-            return left**right
+            if abs(right) > MAX_EXPONENT:
+                raise SymcostError(f"an exponent must be at most {MAX_EXPONENT} in size, not {right}", node.right.loc)
+            if left == 0 and right < 0:
+                raise SymcostError("division by zero in a dimension expression", node.loc)
+            return _bounded(left**right, node)
         if isinstance(node, S.Neg):
             return -self.dim_expr(node.operand, local, substitute)
         if isinstance(node, S.Func):
@@ -188,6 +198,19 @@ class Env:
         if isinstance(node, S.ListLit):
             raise SymcostError("expected a dimension expression, found a list", node.loc)
         raise SymcostError(f"unsupported expression {node!r}")  # pragma: no cover - grammar prevents it
+
+
+def _bounded(value: Expr, node) -> Expr:
+    if value.is_number and value.is_finite and abs(value) > MAX_MAGNITUDE:
+        raise SymcostError("a number in a dimension expression is too large (over 10^300)", node.loc)
+    return value
+
+
+def is_bad_size(x) -> bool:
+    """A size that can never be a positive integer: a non-positive or fractional number, or a negative symbol."""
+    if x.is_number:
+        return not (x.is_Integer and x > 0)
+    return bool(x.is_nonpositive)
 
 
 def _what(value) -> str:

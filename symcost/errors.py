@@ -31,9 +31,9 @@ def source_line(loc: Loc) -> str | None:
     text = _SOURCES.get(loc.file)
     if text is None:
         return None
-    lines = text.splitlines()
+    lines = text.split("\n")  # Lark counts lines by \n only; str.splitlines() also splits on \x0c, \u2028, ...
     if 1 <= loc.line <= len(lines):
-        return lines[loc.line - 1]
+        return lines[loc.line - 1].rstrip("\r")
     return None
 
 

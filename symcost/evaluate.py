@@ -55,7 +55,7 @@ class Evaluator:
             if v.is_number:
                 if not (v.is_Integer and v > 0):
                     shown = ", ".join(f"{s}={self.subs[s]}" for s in sorted(dim.definition.free_symbols, key=str))
-                    raise SymcostError(f"{dim.name} = {dim.definition} is {v} at {shown}; it must be a positive integer")
+                    raise SymcostError(f"{dim.name} = {dim.definition} is {v} at {shown}; it must be a positive integer", dim.loc)
             self.subs[dim.symbol] = v
 
     @property

@@ -12,7 +12,7 @@ import sympy as sp
 
 from . import syntax as S
 from .cost import Cost
-from .dims import DType, Env, dims_equal, fmt_shape, reset_derived, set_derived
+from .dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
 from .errors import Loc, SymcostError, source_line, suggest
 from .ops import OPS, Axis, Dim, Dims, DTypeName, Internal, Out, T, numel
 from .syntax import Module
@@ -190,6 +190,7 @@ class Builder:
         self.blocks: dict[str, S.BlockDef] = {}
         self.global_tensors: dict[str, Tensor] = {}
         self.kinds: dict[str, str] = {}
+        self.input_names: set[str] = set()
         self.graph: Graph | None = None
         self._next_storage = 0
         self._used_paths: set[str] = set()
@@ -199,6 +200,8 @@ class Builder:
         def claim(name: str, loc: Loc) -> None:
             if name in self.kinds:
                 raise SymcostError(f"'{name}' is already declared as {_a(self.kinds[name])}", loc)
+            if name in self.input_names:
+                raise SymcostError(f"'{name}' is already declared as an input", loc)
             if name in OPS and kind == "block":
                 raise SymcostError(f"block '{name}' has the name of a built-in op", loc)
             self.kinds[name] = kind
@@ -223,7 +226,9 @@ class Builder:
                 self.env.options[item.name] = item.value
                 self.env.option_docs[item.name] = item.doc
             elif isinstance(item, S.BlockDef):
-                self._claim("block")(item.name, item.loc)
+                self._claim("block")(item.name, item.name_loc or item.loc)
+                if not item.body or not isinstance(item.body[-1], S.Return):
+                    raise SymcostError(f"block '{item.name}' must end with a return statement", item.name_loc or item.loc)
                 self.blocks[item.name] = item
             elif isinstance(item, (S.ParamDecl, S.InputDecl)):
                 stmts.append(item)
@@ -232,6 +237,15 @@ class Builder:
                     raise SymcostError("a spec has one model declaration", item.loc)
             else:
                 stmts.append(item)
+        for item in stmts:  # inputs and params are claimed, in file order, before any statement runs
+            if isinstance(item, S.ParamDecl):
+                self._claim("parameter")(item.name, item.loc)
+            elif isinstance(item, S.InputDecl):
+                if item.name in self.kinds:
+                    raise SymcostError(f"'{item.name}' is already declared as {_a(self.kinds[item.name])}", item.loc)
+                if item.name in self.input_names:
+                    raise SymcostError(f"input '{item.name}' is declared twice", item.loc)
+                self.input_names.add(item.name)
         self._apply_overrides()
         token = set_derived(self.env.derived_defs()) if not self.env.values else None
         try:
@@ -244,6 +258,8 @@ class Builder:
                     self._declare_input(item, top)
                 else:
                     self._stmt(item, top, ctx, {}, in_block=False)
+        except RecursionError:
+            raise SymcostError("the spec nests too deeply to build (blocks calling blocks, or nested repeats)") from None
         finally:
             if token is not None:
                 reset_derived(token)
@@ -271,15 +287,19 @@ class Builder:
                 if dim.definition is not None:
                     v = dim.definition.xreplace(self.env.values)
                     if not (v.is_Integer and v > 0):
-                        raise SymcostError(f"derived dimension {dim.name} = {dim.definition} is {v}, not a positive integer")
+                        raise SymcostError(
+                            f"derived dimension {dim.name} = {dim.definition} is {v}, not a positive integer", dim.loc
+                        )
 
     def _tensor_type(self, tt: S.TensorType, local: dict) -> tuple[tuple, DType]:
         shape = tuple(self.env.dim_expr(e, local) for e in tt.shape)
+        for e, size in zip(tt.shape, shape):
+            if is_bad_size(size):
+                raise SymcostError(f"a tensor size must be a positive integer, not {size}", e.loc)
         dtype = self.env.dtype(tt.dtype, tt.loc) if tt.dtype else self.env.default_dtype
         return shape, dtype
 
     def _declare_param(self, item: S.ParamDecl, top: Scope) -> None:
-        self._claim("parameter")(item.name, item.loc)
         shape, dtype = self._tensor_type(item.type, {})
         param = Param(item.name, shape, dtype, ONE, item.loc)
         self.graph.params.append(param)
@@ -287,8 +307,6 @@ class Builder:
         self.global_tensors[item.name] = t
 
     def _declare_input(self, item: S.InputDecl, top: Scope) -> None:
-        if item.name in self.kinds:
-            raise SymcostError(f"'{item.name}' is already declared as {_a(self.kinds[item.name])}", item.loc)
         shape, dtype = self._tensor_type(item.type, {})
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "input")
         self.graph.inputs.append(t)
@@ -332,7 +350,7 @@ class Builder:
         raise SymcostError(f"unknown option '{name}'", loc, suggest(name, [*self.env.options, *bools]))
 
     def _if(self, st: S.If, scope: Scope, ctx: Ctx, bools: dict, in_block: bool) -> None:
-        value = self._cond(st.option, st.loc, bools) != st.negated
+        value = self._cond(st.option, st.option_loc or st.loc, bools) != st.negated
         taken, other = (st.then, st.orelse) if value else (st.orelse, st.then)
         if other:  # check the branch not taken too, then forget what it built
             saved = self._snapshot()
@@ -361,7 +379,7 @@ class Builder:
 
     def _repeat(self, st: S.Repeat, scope: Scope, ctx: Ctx, bools: dict) -> None:
         count = self.env.dim_expr(st.count, self._locals(scope))
-        if count.is_number and not (count.is_Integer and count > 0):
+        if is_bad_size(count):
             raise SymcostError(f"a repeat count must be a positive integer, not {count}", st.count.loc)
         names = [n for n in dict.fromkeys(_assigned(st.body, self.env.options, bools)) if isinstance(scope.lookup(n), Tensor)]
         if self.unroll:
@@ -527,10 +545,25 @@ class Builder:
                 args[name] = tuple(self._as_t(v, views) for v in value)
             else:
                 args[name] = value
+        positional, keywords = [], {}
+        for p in opdef.signature.parameters.values():
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                positional.extend(args[p.name])
+            elif p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+                positional.append(args[p.name])
+            else:
+                keywords[p.name] = args[p.name]
         try:
-            rule = opdef.fn(**args)
+            rule = opdef.fn(*positional, **keywords)
         except SymcostError as e:
             raise e.with_loc(call.loc) from None
+        for out in rule.outputs:
+            bad = next((x for x in out.shape if is_bad_size(x)), None)
+            if bad is not None:
+                raise SymcostError(
+                    f"{call.name} would make a tensor of shape {fmt_shape(out.shape)}: {bad} is not a positive size",
+                    call.loc,
+                )
         path = self._unique(ctx.prefix + st.targets[0].id)
         inputs = list(views.values())
         floating = next((t.dtype for t in inputs if t.dtype.floating), None)

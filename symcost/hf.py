@@ -39,12 +39,16 @@ def preset_config(name: str) -> tuple[dict, str]:
 def read_config(path: str) -> tuple[dict, str]:
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SymcostError(f"config {path} is not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise SymcostError(f"cannot read config {path}: {e.strerror}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise SymcostError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except (ValueError, RecursionError) as e:
+        raise SymcostError(f"{path} cannot be read as a config: {str(e)[:120]}") from None
     if not isinstance(data, dict):
         raise SymcostError(f"{path} must hold a JSON object (a transformers config), not {type(data).__name__}")
     return data, path
@@ -76,6 +80,8 @@ def resolve(config: dict, source: str) -> Resolved:
     """Map a transformers config onto its spec's dims and options."""
     table = mappings()
     model_type = config.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise SymcostError(f"{source}: 'model_type' must be a string, not {type(model_type).__name__}")
     if model_type is None:
         raise SymcostError(f"{source}: no 'model_type' field; pass the spec explicitly (symcost derive SPEC --hf-config …)")
     if model_type not in table:
@@ -88,7 +94,7 @@ def resolve(config: dict, source: str) -> Resolved:
     values = {}
     for dim, rule in m["dims"].items():
         v = _field(config, rule, dim, source, model_type)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v > 10**15:
             raise SymcostError(f"{source}: {dim} comes from a field that must be a positive integer, got {v!r}")
         values[dim] = v
     options = {}

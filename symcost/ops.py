@@ -138,7 +138,9 @@ def _axis(x: T, axis: int, op_name: str) -> int:
 
 def _need_rank(x: T, rank: int, op_name: str, what: str) -> None:
     if x.rank < rank:
-        raise SymcostError(f"{op_name}: {what} needs at least {rank} dimensions, got {fmt_shape(x.shape)}")
+        raise SymcostError(
+            f"{op_name}: {what} needs at least {rank} dimension{'s' if rank != 1 else ''}, got {fmt_shape(x.shape)}"
+        )
 
 
 def broadcast(a: tuple, b: tuple, op_name: str) -> tuple:
@@ -191,6 +193,7 @@ def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None) 
 @op
 def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None) -> Rule:
     """y = x·Wᵀ (+ b): [.., k] @ [k, n] -> [.., n], W stored [n, k] as in PyTorch."""
+    _need_rank(x, 1, "linear", "the input")
     k = x.shape[-1]
     if weight is not None:
         if weight.rank != 2:
@@ -220,6 +223,7 @@ def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None) -> Rul
 @op
 def layernorm(x: T, *, bias: bool = True) -> Rule:
     """LayerNorm over the last axis, with a gain (and a bias); saves its input."""
+    _need_rank(x, 1, "layernorm", "the input")
     h = x.shape[-1]
     params = (NewParam("weight", (h,)),) + ((NewParam("bias", (h,)),) if bias else ())
     return Rule((Out(x.shape),), params, elementwise(x.numel, *LAYERNORM), saves=(x,))
@@ -228,6 +232,7 @@ def layernorm(x: T, *, bias: bool = True) -> Rule:
 @op
 def rmsnorm(x: T) -> Rule:
     """RMSNorm over the last axis, gain only; saves its input."""
+    _need_rank(x, 1, "rmsnorm", "the input")
     return Rule((Out(x.shape),), (NewParam("weight", (x.shape[-1],)),), elementwise(x.numel, *RMSNORM), saves=(x,))
 
 
@@ -294,6 +299,7 @@ def mask(x: T) -> Rule:
 @op
 def softmax(x: T) -> Rule:
     """Softmax over the last axis; saves its output."""
+    _need_rank(x, 1, "softmax", "the input")
     return _unary(x, SOFTMAX, save_input=False, save_output=True)
 
 
@@ -326,6 +332,7 @@ def dropout(x: T, *, enabled: bool = True) -> Rule:
 @op
 def rope(x: T) -> Rule:
     """Rotary position embedding [.., s, d] -> [.., s, d]: x·cos + rotate(x)·sin, cos/sin are buffers."""
+    _need_rank(x, 2, "rope", "the input")
     return _unary(x, ROPE, save_input=False)
 
 

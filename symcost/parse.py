@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import stat
 from importlib import resources
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from . import syntax as S
 from .errors import Loc, SymcostError, register_source
 
 _FUNCS = ("min", "max")
+MAX_DIGITS = 40
 _READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string", "BOOL": "true or false"}
 
 
@@ -23,9 +27,38 @@ def _grammar_text() -> str:
         return (Path(__file__).resolve().parent.parent / "grammar" / "arch.lark").read_text()
 
 
+def _private_cache(grammar: str) -> str | bool:
+    """A per-user cache file for Lark's parse tables, or False when no safe place exists.
+
+    Lark unpickles its cache, so it must never live where another user can write (such as /tmp):
+    the directory must be ours and closed to group and others.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "symcost"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return False
+        if not os.access(folder, os.W_OK):
+            return False
+    except (OSError, AttributeError):
+        return False
+    digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+    return str(folder / f"arch-grammar-{digest}.lark-cache")
+
+
 @functools.cache
 def _parser() -> Lark:
-    return Lark(_grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
+    grammar = _grammar_text()
+    options = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    cache = _private_cache(grammar)
+    if cache:
+        try:
+            return Lark(grammar, cache=cache, **options)
+        except Exception:  # an unreadable or stale cache file: build the tables afresh
+            pass
+    return Lark(grammar, **options)
 
 
 def _loc(file: str, meta) -> Loc:
@@ -53,6 +86,8 @@ class _ToSyntax(Transformer):
 
     # expressions
     def number(self, meta, c):
+        if len(c[0]) > MAX_DIGITS:
+            raise SymcostError(f"a number with {len(c[0])} digits is too long (at most {MAX_DIGITS})", self._l(meta))
         return S.Num(str(c[0]), self._l(meta))
 
     def name(self, meta, c):
@@ -132,7 +167,12 @@ class _ToSyntax(Transformer):
         name, rest = str(c[0]), c[1:]
         params = tuple(x for x in rest if isinstance(x, S.BlockParam))
         body = tuple(x for x in rest if x is not None and not isinstance(x, S.BlockParam))
-        return S.BlockDef(name, params, body, self._l(meta))
+        seen = set()
+        for p in params:
+            if p.name in seen:
+                raise SymcostError(f"block '{name}' has two parameters named '{p.name}'", p.loc)
+            seen.add(p.name)
+        return S.BlockDef(name, params, body, self._l(meta), _tok_loc(self.file, c[0]))
 
     # statements
     def kwarg(self, meta, c):
@@ -155,19 +195,19 @@ class _ToSyntax(Transformer):
         return S.Repeat(c[0], tuple(c[1:]), self._l(meta))
 
     def cond_name(self, meta, c):
-        return (str(c[0]), False)
+        return (str(c[0]), False, _tok_loc(self.file, c[0]))
 
     def cond_not(self, meta, c):
-        return (str(c[0]), True)
+        return (str(c[0]), True, _tok_loc(self.file, c[1] if len(c) > 1 else c[0]))
 
     def else_branch(self, meta, c):
         return tuple(c)
 
     def if_stmt(self, meta, c):
-        (option, negated), rest = c[0], c[1:]
+        (option, negated, at), rest = c[0], c[1:]
         orelse = rest[-1] if rest and isinstance(rest[-1], tuple) else ()
         then = tuple(x for x in rest if not isinstance(x, tuple) and x is not None)
-        return S.If(option, negated, then, orelse or (), self._l(meta))
+        return S.If(option, negated, then, orelse or (), self._l(meta), at)
 
     def return_stmt(self, meta, c):
         return S.Return(tuple(S.Name(str(t), _tok_loc(self.file, t)) for t in c), self._l(meta))
@@ -198,25 +238,38 @@ def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
     register_source(file, text)
     try:
         tree = _parser().parse(text)
+    except RecursionError:
+        raise SymcostError("the spec nests too deeply to parse", Loc(file, 1, 1)) from None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "end of file"
         raise SymcostError(f"unexpected character {ch!r}", Loc(file, e.line, e.column)) from None
     except UnexpectedEOF as e:
-        lines = text.splitlines() or [""]
-        raise SymcostError(
-            "unexpected end of file" + _expected(e), Loc(file, len(lines), len(lines[-1]) + 1)
-        ) from None
+        raise SymcostError("unexpected end of file" + _expected(e), _end_of(text, file)) from None
     except UnexpectedToken as e:
-        tok = e.token
-        what = "end of file" if tok.type == "$END" else repr(str(tok))
+        if e.token.type == "$END":
+            raise SymcostError("unexpected end of file" + _expected(e), _end_of(text, file)) from None
         line, col = (e.line, e.column) if e.line and e.line > 0 else (1, 1)
-        raise SymcostError(f"unexpected {what}" + _expected(e), Loc(file, line, col)) from None
+        raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col)) from None
     try:
         return _ToSyntax(file).transform(tree)
+    except RecursionError:
+        raise SymcostError("the spec nests too deeply to parse", Loc(file, 1, 1)) from None
     except VisitError as e:
         if isinstance(e.orig_exc, SymcostError):
             raise e.orig_exc from None
+        if isinstance(e.orig_exc, RecursionError):
+            raise SymcostError("the spec nests too deeply to parse", Loc(file, 1, 1)) from None
         raise
+
+
+def _end_of(text: str, file: str) -> Loc:
+    """Just past the last non-blank, non-comment character: where the missing text should go."""
+    lines = text.split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        code = lines[i].split("#", 1)[0].rstrip()
+        if code:
+            return Loc(file, i + 1, len(code) + 1)
+    return Loc(file, 1, 1)
 
 
 def display_path(path: Path) -> str:
@@ -245,8 +298,10 @@ def load(path: str | Path) -> S.Module:
         seen.add(real)
         try:
             text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise SymcostError(f"cannot read {display_path(file)}: {e}", at) from None
+        except UnicodeDecodeError as e:
+            raise SymcostError(f"{display_path(file)} is not UTF-8 text (byte {e.start})", at) from None
+        except OSError as e:
+            raise SymcostError(f"cannot read {display_path(file)}: {e.strerror}", at) from None
         for item in parse_text(text, display_path(file)):
             if isinstance(item, S.Include):
                 target = real.parent / item.path

@@ -172,6 +172,7 @@ class If:
     then: tuple["Stmt", ...]
     orelse: tuple["Stmt", ...]
     loc: Loc = field(compare=False)
+    option_loc: Loc | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class BlockDef:
     params: tuple[BlockParam, ...]
     body: tuple[Stmt, ...]
     loc: Loc = field(compare=False)
+    name_loc: Loc | None = field(default=None, compare=False)
 
 
 Item = ModelDecl | Include | DimDecl | DtypeDecl | DefaultDtype | OptionDecl | InputDecl | ParamDecl | BlockDef | Stmt

@@ -271,8 +271,22 @@ def _hf_class(transformers, name: str):
 def _hf_config(config_cls, data: dict, source: str, **extra):
     try:
         return config_cls.from_dict({**{k: v for k, v in data.items() if not k.startswith("_")}, **extra})
-    except (TypeError, ValueError) as e:  # strict dataclass validation errors are ValueErrors
-        raise SymcostError(f"{source}: transformers rejects this config ({config_cls.__name__}): {e}") from None
+    except Exception as e:  # huggingface_hub's strict-dataclass validation errors, TypeError, ValueError, ...
+        raise SymcostError(f"{source}: transformers rejects this config ({config_cls.__name__}): {_one_line(e)}") from None
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _build(what: str, source: str, fn, *args):
+    """Build a model; transformers' own errors (a config it cannot realise) become a SymcostError."""
+    try:
+        return fn(*args)
+    except SymcostError:
+        raise
+    except Exception as e:
+        raise SymcostError(f"{source}: transformers could not build the {what}: {type(e).__name__}: {_one_line(e)}") from None
 
 
 def count_params_meta(model_cls, hf_config) -> int:
@@ -379,7 +393,8 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
         warnings.simplefilter("ignore")
         if "params" in parts:
             progress_fn(f"building {plan.class_name} for {source} on meta…")
-            measured = count_params_meta(model_cls, _hf_config(config_cls, config, source))
+            measured = _build(f"full-size {plan.class_name}", source, count_params_meta, model_cls,
+                              _hf_config(config_cls, config, source))
             result.checks.append(Check("params", plan.derived("params", plan.full.values), measured, True, "full"))
         if need_tiny:
             values = plan.tiny.values
@@ -387,7 +402,8 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
             dims = " ".join(f"{k}={v}" for k, v in values.items())
             progress_fn(f"measuring a tiny {plan.class_name} ({dims}, fp32, eager) at "
                         f"{', '.join(f'{b}x{s}' for b, s in shapes)}…")
-            model = build_tiny(model_cls, _hf_config(config_cls, plan.tiny_config, source, attn_implementation="eager"))
+            tiny_hf = _hf_config(config_cls, plan.tiny_config, f"{source} (tiny)", attn_implementation="eager")
+            model = _build(f"tiny {plan.class_name}", source, build_tiny, model_cls, tiny_hf)
             n = sum(p.numel() for p in model.parameters())
             result.checks.append(Check("tiny_params", plan.derived("params", values), n, True, "tiny"))
             for b, s in shapes:

@@ -53,7 +53,7 @@ def expect_error(path, **kwargs) -> SymcostError:
 
 def caret_columns(rendered: str, source: str) -> set[int]:
     """The 1-based columns of `source` that the rendered error underlines with '^'."""
-    lines = rendered.splitlines()
+    lines = rendered.split("\n")
     for i, line in enumerate(lines[:-1]):
         if line.endswith(" | " + source) or (source == "" and line.endswith(" |")):
             start = len(line) - len(source)
@@ -165,8 +165,8 @@ CASES = [
          (4, 12), ("'x'",), exact=False),
     # blocks
     Case("block-without-return", HEAD + BLOCK_F.replace("  return y\n", "") + "input x: [b, s, h]\ny = f(x)\n",
-         (4, 1), ("'f'", "return")),
-    Case("block-without-return-never-called", HEAD + BLOCK_F.replace("  return y\n", ""), (4, 1), ("'f'", "return")),
+         (4, 7), ("'f'", "return")),
+    Case("block-without-return-never-called", HEAD + BLOCK_F.replace("  return y\n", ""), (4, 7), ("'f'", "return")),
     Case("block-calls-itself", HEAD + "block f(x) {\n  y = f(x)\n  return y\n}\ninput x: [b]\ny = f(x)\n", (5, 7), ("'f'",)),
     Case("block-calls-itself-through-another",
          HEAD + "block f(x) {\n  y = g(x)\n  return y\n}\nblock g(x) {\n  y = f(x)\n  return y\n}\ninput x: [b]\ny = f(x)\n",
@@ -196,6 +196,29 @@ def test_error_inside_included_file_points_into_that_file(spec):
     err = expect_error(spec(main))
     assert "lineer" in err.message
     check_located(err, blk, "blocks/blk.arch", (3, 7))
+
+
+@pytest.mark.parametrize(
+    "sep", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1e"], ids=lambda c: f"U+{ord(c):04X}"
+)
+def test_quoted_line_is_right_after_a_unicode_line_separator_in_a_string(spec, sep):
+    """Only '\\n' ends a line for the parser, so only '\\n' may end one when the line is quoted."""
+    text = f'dim h "a{sep}b"\ninput x: [q]\n'
+    err = expect_error(spec(text))
+    assert "'q'" in err.message
+    check_located(err, text, "t.arch", (2, 11))
+
+
+def test_quoted_line_with_form_feed_as_whitespace(spec):
+    text = "dim h\x0cdim h\n"
+    err = expect_error(spec(text))
+    check_located(err, text, "t.arch", (1, 11), exact=False)
+
+
+def test_quoted_line_with_crlf_line_endings(spec):
+    text = "dim h\r\ninput x: [q]\r\n"
+    err = expect_error(spec(text))
+    check_located(err, text.replace("\r\n", "\n"), "t.arch", (2, 11))
 
 
 def test_missing_spec_file(spec):

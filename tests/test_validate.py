@@ -18,7 +18,7 @@ import pytest
 from symcost import validate as V
 from symcost.cli import main
 from symcost.errors import SymcostError
-from symcost.hf import mappings, preset_config, presets, read_config
+from symcost.hf import mappings, preset_config, presets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -126,6 +126,12 @@ def test_missing_transformers_class_is_named(hf):
         V._hf_class(hf[1], "NoSuchModelForCausalLM")
 
 
+def test_config_transformers_rejects_exits_2(hf, tmp_path, capsys):
+    path = _write(tmp_path, "bad.json", _llama_config(rms_norm_eps="tiny"))
+    assert main(["validate", "--hf-config", path]) == 2
+    assert "transformers rejects this config (LlamaConfig)" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- tiny models, FLOPs
 
 
@@ -151,14 +157,18 @@ def test_tiny_flops_presets(hf, name):
     ("tied-gqa", {"tie_word_embeddings": True}, 2),
     ("mqa", {"num_key_value_heads": 1}, 1),
 ])
-def test_tiny_flops_llama_variants_from_hf_config(hf, tmp_path, case, overrides, tiny_kv):
+def test_tiny_flops_llama_variants_from_hf_config(hf, tmp_path, capsys, case, overrides, tiny_kv):
     config = {k: v for k, v in _llama_config(**overrides).items() if v is not None}
     path = _write(tmp_path, f"{case}.json", config)
-    result = _validate(*read_config(path), ("params", "flops"))
-    assert result.tiny_dims["kv"] == tiny_kv
-    assert result.options["tied"] is config["tie_word_embeddings"]
-    bad = [(c.quantity, c.b, c.s, c.derived, c.measured) for c in result.checks if c.derived != c.measured]
-    assert not bad and result.ok
+    shapes = ",".join(f"{b}x{s}" for b, s in SHAPES)
+    assert main(["validate", "--hf-config", path, "--shapes", shapes, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["source"] == path
+    assert data["dims"]["tiny"]["kv"] == tiny_kv and data["dims"]["tiny"]["a"] == 4
+    assert data["options"] == {"tied": config["tie_word_embeddings"], "bias": config.get("attention_bias", False)}
+    exact = [c for c in data["checks"] if c["exact"]]
+    assert len(exact) == 2 + 2 * len(SHAPES)
+    assert all(c["derived"] == c["measured"] for c in exact), exact
 
 
 def test_tiny_untied_gpt2_from_hf_config(hf, tmp_path):
