@@ -1,4 +1,13 @@
-"""Hugging Face configs to spec values: the declarative field mapping (specs/hf.json) and the shipped presets."""
+"""Hugging Face configs to spec values: the declarative field mappings (specs/hf/*.json) and the shipped presets.
+
+One mapping file per model_type, `specs/hf/<model_type>.json`:
+  spec      the .arch file (relative to specs/)
+  dims      spec dim -> config field, or {"field": name, "default": number | other field}
+  options   spec option -> {"field": name, "default": bool}, or {"any_nonzero": [fields], "default": bool}
+  derived   spec derived dim -> config field that must agree with it when present (head_dim -> d)
+  validate  the transformers model and config classes `symcost validate` builds
+  tiny      how `symcost validate` shrinks the config for its tiny model
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +22,7 @@ def specs_dir() -> Path:
     """The shipped specs: inside the installed package, or the checkout's top-level specs/."""
     try:
         path = Path(str(resources.files("symcost.specs")))
-        if (path / "hf.json").is_file():
+        if (path / "hf").is_dir():
             return path
     except ModuleNotFoundError:
         pass
@@ -21,8 +30,7 @@ def specs_dir() -> Path:
 
 
 def mappings() -> dict:
-    data = json.loads((specs_dir() / "hf.json").read_text())
-    return {k: v for k, v in data.items() if not k.startswith("_")}
+    return {p.stem: json.loads(p.read_text()) for p in sorted((specs_dir() / "hf").glob("*.json"))}
 
 
 def presets() -> dict[str, Path]:
@@ -99,6 +107,12 @@ def resolve(config: dict, source: str) -> Resolved:
         values[dim] = v
     options = {}
     for opt, rule in m.get("options", {}).items():
+        if isinstance(rule, dict) and "any_nonzero" in rule:
+            present = [config[f] for f in rule["any_nonzero"] if config.get(f) is not None]
+            if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in present):
+                raise SymcostError(f"{source}: {', '.join(rule['any_nonzero'])} must be numbers")
+            options[opt] = any(v != 0 for v in present) if present else rule["default"]
+            continue
         v = _field(config, rule, opt, source, model_type)
         if not isinstance(v, bool):
             raise SymcostError(f"{source}: option {opt} must be true or false, got {v!r}")

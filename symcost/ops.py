@@ -28,6 +28,9 @@ RMSNORM = (4, 8)  # square, mean, normalise, gain; backward ≈ 2×
 GELU = (8, 16)  # tanh approximation
 SILU = (4, 8)  # x·sigmoid(x)
 RELU = (1, 1)
+TANH = (4, 2)  # backward g·(1 − y²)
+SIGMOID = (4, 3)  # backward g·y·(1 − y)
+TOPK = (1, 0)  # one comparison per element; the gradient is scattered back
 DROPOUT = (2, 2)  # multiply by the mask, rescale by 1/(1−p)
 ROPE = (3, 3)  # x·cos + rotate(x)·sin
 CROSS_ENTROPY = (5, 2)  # log-softmax per logit; backward softmax − one-hot, scaled
@@ -319,6 +322,27 @@ def silu(x: T) -> Rule:
 def relu(x: T) -> Rule:
     """ReLU; saves its output."""
     return _unary(x, RELU, save_input=False, save_output=True)
+
+
+@op
+def tanh(x: T) -> Rule:
+    """tanh (a pooler's activation); saves its output."""
+    return _unary(x, TANH, save_input=False, save_output=True)
+
+
+@op
+def sigmoid(x: T) -> Rule:
+    """Logistic sigmoid; saves its output."""
+    return _unary(x, SIGMOID, save_input=False, save_output=True)
+
+
+@op
+def topk(x: T, k: Dim) -> Rule:
+    """The k largest entries along the last axis: values [.., k] and int64 indices [.., k]; saves the indices."""
+    _need_rank(x, 1, "topk", "the input")
+    shape = (*x.shape[:-1], k)
+    idx = Out(shape, dtype=INT64)
+    return Rule((Out(shape), idx), cost=elementwise(x.numel, *TOPK), saves=(idx,))
 
 
 @op

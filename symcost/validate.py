@@ -3,7 +3,7 @@
 Three measurements, each beside the derived value (see docs/validation.md):
 
 * parameters of the full-size model, built on the ``meta`` device (no memory, no download) — exact;
-* matmul FLOPs of a tiny model of the same structure (dims shrunk by the ``tiny`` rules in specs/hf.json,
+* matmul FLOPs of a tiny model of the same structure (dims shrunk by the ``tiny`` rules in specs/hf/<model_type>.json,
   every option kept), counted by ``torch.utils.flop_counter.FlopCounterMode`` with eager attention in fp32:
   the forward pass (eval, no_grad) and forward + backward (train mode) for each (b, s) — exact;
 * bytes saved for backward by that tiny model in train mode (``saved_tensors_hooks``, every storage once,
@@ -151,7 +151,7 @@ def tiny_config(config: dict, mapping: dict, source: str) -> dict:
     model_type = config.get("model_type")
     rules = mapping.get("tiny")
     if not isinstance(rules, dict):
-        raise SymcostError(f"the {model_type} mapping in specs/hf.json has no 'tiny' rules, so no tiny model can be built")
+        raise SymcostError(f"the {model_type} mapping in specs/hf/ has no 'tiny' rules, so no tiny model can be built")
     tiny = {k: v for k, v in config.items() if not k.startswith("_")}
     for key, rule in rules.items():
         if key.startswith("_"):
@@ -190,7 +190,7 @@ class _Plan:
         self.model_type = self.full.model_type
         validate = self.mapping.get("validate")
         if not isinstance(validate, dict) or "class" not in validate or "config" not in validate:
-            raise SymcostError(f"the {self.model_type} mapping in specs/hf.json has no 'validate' entry naming a transformers class")
+            raise SymcostError(f"the {self.model_type} mapping in specs/hf/ has no 'validate' entry naming a transformers class")
         self.class_name, self.config_name = validate["class"], validate["config"]
         spec_path = Path(spec) if spec else self.full.spec
         self.spec = display_path(spec_path)
