@@ -165,7 +165,8 @@ def test_tiny_flops_llama_variants_from_hf_config(hf, tmp_path, capsys, case, ov
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True and data["source"] == path
     assert data["dims"]["tiny"]["kv"] == tiny_kv and data["dims"]["tiny"]["a"] == 4
-    assert data["options"] == {"tied": config["tie_word_embeddings"], "bias": config.get("attention_bias", False)}
+    assert data["options"] == {"tied": config["tie_word_embeddings"], "bias": config.get("attention_bias", False),
+                               "mlp_bias": config.get("mlp_bias", False)}
     exact = [c for c in data["checks"] if c["exact"]]
     assert len(exact) == 2 + 2 * len(SHAPES)
     assert all(c["derived"] == c["measured"] for c in exact), exact
