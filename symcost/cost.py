@@ -13,6 +13,7 @@ CONVENTIONS = ("fma", "mac", "exact")
 # Names of the metrics every report carries, in display order.
 METRICS = (
     "params",
+    "active_params",
     "flops_fwd",
     "matmul_flops_fwd",
     "flops_bwd",
@@ -23,6 +24,7 @@ METRICS = (
 )
 METRIC_TITLES = {
     "params": "parameters",
+    "active_params": "  active per token",
     "flops_fwd": "forward FLOPs",
     "matmul_flops_fwd": "  of which matmul",
     "flops_bwd": "backward FLOPs",
@@ -33,6 +35,7 @@ METRIC_TITLES = {
 }
 METRIC_UNITS = {
     "params": "",
+    "active_params": "",
     "flops_fwd": "FLOP",
     "matmul_flops_fwd": "FLOP",
     "flops_bwd": "FLOP",
@@ -52,6 +55,7 @@ class Cost:
     """
 
     params: sp.Expr = ZERO
+    active_params: sp.Expr = ZERO  # parameters one token uses (differs from params inside `experts`)
     weight_bytes: sp.Expr = ZERO
     macs_fwd: sp.Expr = ZERO
     mm_outputs_fwd: sp.Expr = ZERO

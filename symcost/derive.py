@@ -97,6 +97,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
     declared = [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
     total = total + Cost(
         params=sum((p.numel * p.mult for p in declared), ZERO),
+        active_params=sum((p.numel * p.mult for p in declared), ZERO),
         weight_bytes=sum((p.numel * p.dtype.nbytes * p.mult for p in declared), ZERO),
     )
     activation = sp.Add(*(storages[sid].nbytes * storages[sid].mult for sid in first_saver))

@@ -50,8 +50,9 @@ class Param:
     path: str
     shape: tuple
     dtype: DType
-    mult: sp.Expr
+    mult: sp.Expr  # instances that exist (E per layer for an expert's weight)
     loc: Loc | None
+    active_mult: sp.Expr | None = None  # instances one token uses (k of the E); None: all of them
 
     @property
     def numel(self) -> sp.Expr:
@@ -154,8 +155,14 @@ class Scope:
 @dataclass(frozen=True)
 class Ctx:
     prefix: str  # path prefix, "" or "layer/attn/"
-    mult: sp.Expr
+    mult: sp.Expr  # how many times the ops here run (over all tokens)
     calls: tuple = ()  # blocks being elaborated (to catch recursion)
+    param_mult: sp.Expr | None = None  # how many copies of the parameters here exist; None: mult
+
+    @property
+    def params(self) -> sp.Expr:
+        return self.mult if self.param_mult is None else self.param_mult
+
 
 
 def _assigned(stmts, env_options: dict, local_bools: dict) -> list[str]:
@@ -335,6 +342,8 @@ class Builder:
             self._assign(st, scope, ctx, bools)
         elif isinstance(st, S.Repeat):
             self._repeat(st, scope, ctx, bools)
+        elif isinstance(st, S.Experts):
+            self._experts(st, scope, ctx, bools, in_block)
         elif isinstance(st, S.If):
             self._if(st, scope, ctx, bools, in_block)
         elif isinstance(st, S.Return):
@@ -393,13 +402,14 @@ class Builder:
                     scope.rebind(n, body.names.get(n, scope.lookup(n)))
             return
         mult = ctx.mult * count
+        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * count)
         body = Scope(scope, frozenset(names))
         inits = {n: scope.lookup(n) for n in names}
         for n, init in inits.items():
             body.names[n] = self._new_tensor(n, init.shape, init.dtype, mult, ctx.prefix + n, "loop-carried")
         carried = dict(body.names)
         for s in st.body:
-            self._stmt(s, body, Ctx(ctx.prefix, mult, ctx.calls), bools, in_block=False)
+            self._stmt(s, body, body_ctx, bools, in_block=False)
         for n in names:
             out = body.names[n]
             cin = carried[n]
@@ -414,6 +424,20 @@ class Builder:
             final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output")
             self.graph.families.append(Family(cin.storage, inits[n].storage, out.storage, final.storage, count, ctx.mult))
             scope.rebind(n, final)
+
+    def _experts(self, st: S.Experts, scope: Scope, ctx: Ctx, bools: dict, in_block: bool) -> None:
+        """The body once, with parameters × E and everything a token does × k (tokens are routed to k experts)."""
+        local = self._locals(scope)
+        count = self.env.dim_expr(st.count, local)
+        active = self.env.dim_expr(st.active, local)
+        for node, v in ((st.count, count), (st.active, active)):
+            if is_bad_size(v):
+                raise SymcostError(f"an expert count must be a positive integer, not {v}", node.loc)
+        if count.is_number and active.is_number and active > count:
+            raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
+        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count)
+        for s in st.body:
+            self._stmt(s, scope, inner, bools, in_block)
 
     def _locals(self, scope: Scope) -> dict:
         out, chain = {}, []
@@ -581,7 +605,8 @@ class Builder:
             out_map[id(out)] = t
         created = []
         for np_ in rule.params:
-            param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.mult, call.loc)
+            active = None if ctx.param_mult is None else ctx.mult
+            param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active)
             self.graph.params.append(param)
             created.append(param)
         saves = []
@@ -595,17 +620,20 @@ class Builder:
                 t = views[id(s)]
                 if not t.is_param:
                     saves.append(t.storage)
-        param_bytes = sum((p.numel * p.dtype.nbytes for p in created), sp.Integer(0))
+        # per instance of this op: parameters exist params/mult times as often as the op runs (E/k for an expert)
+        share = ctx.params / ctx.mult
+        numel_created = sp.Add(*(p.numel for p in created))
+        param_bytes = sp.Add(*(p.numel * p.dtype.nbytes for p in created))
         if all(o.view_of is not None for o in rule.outputs):
             io = sp.Integer(0)
         else:
             io = (
-                sum((t.read_bytes for t in inputs), sp.Integer(0))
-                + param_bytes
-                + sum((t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None), sp.Integer(0))
+                sp.Add(*(t.read_bytes * (share if t.is_param else 1) for t in inputs))
+                + param_bytes * share
+                + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
             )
         cost = rule.cost + Cost(
-            params=sum((p.numel for p in created), sp.Integer(0)), weight_bytes=param_bytes, io_bytes=io
+            params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io
         )
         text = (source_line(st.loc) or "").split("#", 1)[0].strip()
         self.graph.ops.append(
@@ -663,7 +691,7 @@ class Builder:
                 inner.names[p.name] = inner_bools[p.name]
         path = self._unique(ctx.prefix + bdef.name)
         self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages)))
-        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name))
+        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name), ctx.param_mult)
         body = bdef.body
         if not body or not isinstance(body[-1], S.Return):
             raise SymcostError(f"block '{bdef.name}' must end with a return statement", bdef.loc)

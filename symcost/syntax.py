@@ -166,6 +166,16 @@ class Repeat:
 
 
 @dataclass(frozen=True)
+class Experts:
+    """`experts E top k { … }`: E copies of the body's parameters, each token through k of them."""
+
+    count: "Expr"
+    active: "Expr"
+    body: tuple["Stmt", ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
 class If:
     option: str
     negated: bool
@@ -181,7 +191,7 @@ class Return:
     loc: Loc = field(compare=False)
 
 
-Stmt = Assign | Repeat | If | Return
+Stmt = Assign | Repeat | Experts | If | Return
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,14 @@ def numeric_walk(module, values: dict[str, int], convention: str = "fma", option
     """
     g = build(module, values=values, unroll=True, options=options, dtype=dtype)
     out = {m: sp.Integer(0) for m in METRICS}
-    for p in g.params:
-        out["params"] += p.numel
-        out["weight_bytes"] += p.numel * p.dtype.nbytes
+    for p in g.params:  # multiplicities here come only from `experts` (E copies, k used per token)
+        out["params"] += p.numel * p.mult
+        out["active_params"] += p.numel * (p.mult if p.active_mult is None else p.active_mult)
+        out["weight_bytes"] += p.numel * p.dtype.nbytes * p.mult
     for node in g.ops:
         for m in METRICS:
-            if m not in ("params", "weight_bytes", "activation_bytes"):
-                out[m] += node.cost.metric(m, convention)
+            if m not in ("params", "active_params", "weight_bytes", "activation_bytes"):
+                out[m] += node.cost.metric(m, convention) * node.mult
     saved = {sid for node in g.ops for sid in node.saves}
-    out["activation_bytes"] = sum((g.storages[sid].nbytes for sid in saved), sp.Integer(0))
+    out["activation_bytes"] = sum((g.storages[sid].nbytes * g.storages[sid].mult for sid in saved), sp.Integer(0))
     return out

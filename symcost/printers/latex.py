@@ -8,6 +8,7 @@ from .text import forms_for
 
 LABELS = {
     "params": r"N_{\text{params}}",
+    "active_params": r"N_{\text{active}}",
     "flops_fwd": r"C_{\text{fwd}}",
     "matmul_flops_fwd": r"C_{\text{fwd}}^{\text{matmul}}",
     "flops_bwd": r"C_{\text{bwd}}",
@@ -30,7 +31,8 @@ def render(report: Report, ev: Evaluator) -> str:
     def env(title: str, metrics: dict, collect=()):
         out.append(f"% {title}")
         out.append(r"\begin{align*}")
-        rows = [f"  {LABELS[m]} &= {forms.latex(metrics[m], collect)}" for m in METRICS]
+        shown = [m for m in METRICS if m != "active_params" or metrics[m] != metrics["params"]]
+        rows = [f"  {LABELS[m]} &= {forms.latex(metrics[m], collect)}" for m in shown]
         out.append(" \\\\\n".join(rows))
         out.append(r"\end{align*}")
 

@@ -19,7 +19,7 @@ def render(report: Report, ev: Evaluator) -> str:
         head = "| quantity | closed form |" + (" value |" if ev.active else "")
         out.append(head)
         out.append("|---|---|" + ("---:|" if ev.active else ""))
-        for m in METRICS:
+        for m in (x for x in METRICS if x != "active_params" or metrics[x] != metrics["params"]):
             row = f"| {METRIC_TITLES[m].strip()} | ${forms.latex(metrics[m], collect)}$ |"
             if ev.active:
                 row += f" {human(ev(metrics[m]), METRIC_UNITS[m])} |"

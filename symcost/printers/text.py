@@ -67,7 +67,9 @@ def render(report: Report, evaluator: Evaluator, explain: bool = False, width: i
 
     def metric_rows(metrics: dict, collect=(), indent=2):
         for m in METRICS:
-            value = show(evaluator, forms, metrics[m], METRIC_UNITS[m], exact=m == "params")
+            if m == "active_params" and metrics[m] == metrics["params"]:
+                continue  # only a mixture of experts uses fewer parameters per token than it has
+            value = show(evaluator, forms, metrics[m], METRIC_UNITS[m], exact=m.endswith("params"))
             w.row(METRIC_TITLES[m], forms.text(metrics[m], collect), value, indent)
 
     if explain:
