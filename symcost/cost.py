@@ -21,6 +21,7 @@ METRICS = (
     "activation_bytes",
     "weight_bytes",
     "io_bytes",
+    "kv_cache_bytes",
 )
 METRIC_TITLES = {
     "params": "parameters",
@@ -32,6 +33,7 @@ METRIC_TITLES = {
     "activation_bytes": "activation bytes",
     "weight_bytes": "weight bytes",
     "io_bytes": "memory traffic (bytes)",
+    "kv_cache_bytes": "KV cache bytes",
 }
 METRIC_UNITS = {
     "params": "",
@@ -43,7 +45,20 @@ METRIC_UNITS = {
     "activation_bytes": "B",
     "weight_bytes": "B",
     "io_bytes": "B",
+    "kv_cache_bytes": "B",
 }
+
+
+def shown(metrics: dict) -> list[str]:
+    """The metrics worth printing: parameters always; active parameters when they differ; others when nonzero
+    (no KV cache in training, no backward pass when generating)."""
+    out = []
+    for m in METRICS:
+        if m == "params" or (m == "active_params" and metrics[m] != metrics["params"]):
+            out.append(m)
+        elif m != "active_params" and metrics[m] != 0:
+            out.append(m)
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class Cost:
     other_fwd: sp.Expr = ZERO
     other_bwd: sp.Expr = ZERO
     io_bytes: sp.Expr = ZERO
+    cache_bytes: sp.Expr = ZERO  # bytes this op keeps in the KV cache for later tokens
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -94,6 +110,8 @@ class Cost:
             return _matmul(self.macs_fwd, self.mm_outputs_fwd, convention) + self.other_fwd
         if name == "flops_bwd":
             return _matmul(self.macs_bwd, self.mm_outputs_bwd, convention) + self.other_bwd
+        if name == "kv_cache_bytes":
+            return self.cache_bytes
         return getattr(self, name)
 
 

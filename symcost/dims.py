@@ -115,6 +115,7 @@ class Env:
         }
         self.default_dtype = self.dtypes[DEFAULT_DTYPE]
         self.values: dict[sp.Symbol, Expr] = {}  # concrete values of free dims (numeric mode)
+        self.fixed: dict[str, Expr] = {}  # dims a phase pins (s = 1 new token in decode)
 
     # ---- dims
     def add_dim(self, decl: S.DimDecl, kinds) -> None:
@@ -160,6 +161,8 @@ class Env:
                 if isinstance(value, sp.Expr):
                     return value
                 raise SymcostError(f"'{node.id}' is {_what(value)}, not a dimension", node.loc)
+            if node.id in self.fixed:
+                return self.fixed[node.id]
             dim = self.dims.get(node.id)
             if dim is None:
                 raise SymcostError(

@@ -6,7 +6,7 @@ asks for the concrete walk used to cross-check the symbolic totals.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -14,7 +14,7 @@ from . import syntax as S
 from .cost import Cost
 from .dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
 from .errors import Loc, SymcostError, source_line, suggest
-from .ops import OPS, Axis, Dim, Dims, DTypeName, Internal, Out, T, numel
+from .ops import OPS, PHASES, Axis, Build, Dim, Dims, DTypeName, Internal, Out, T, Word, numel
 from .syntax import Module
 
 ONE = sp.Integer(1)
@@ -29,6 +29,8 @@ class Storage:
     mult: sp.Expr  # how many instances exist (the product of enclosing repeat counts)
     creator: str  # path of the op (or repeat) that made it
     label: str
+    tags: frozenset = frozenset()  # the repeat and fused regions it was made in ("repeat:3", "fused:1")
+    sharded: bool = False  # split over tensor-parallel devices
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +41,7 @@ class Tensor:
     storage: int
     read_bytes: sp.Expr  # what a reader touches (a broadcast view reads only its base)
     is_param: bool = False
+    sharded: bool = False  # split over tensor-parallel devices (a column-parallel output and what follows)
 
     @property
     def nbytes(self) -> sp.Expr:
@@ -53,6 +56,7 @@ class Param:
     mult: sp.Expr  # instances that exist (E per layer for an expert's weight)
     loc: Loc | None
     active_mult: sp.Expr | None = None  # instances one token uses (k of the E); None: all of them
+    sharded: bool = False  # split over tensor-parallel devices
 
     @property
     def numel(self) -> sp.Expr:
@@ -71,6 +75,14 @@ class OpNode:
     cost: Cost  # per instance
     saves: tuple  # storage ids kept for the backward pass
     mult: sp.Expr
+    tags: frozenset = frozenset()  # enclosing repeat and fused regions
+    attrs: tuple = ()  # (name, value) of the arguments later stages read: parallel, causal
+    sharded: bool = False  # its work is split over tensor-parallel devices
+    comm_fwd: sp.Expr = sp.Integer(0)  # bytes all-reduced after the forward (row-parallel output)
+    comm_bwd: sp.Expr = sp.Integer(0)  # bytes all-reduced in the backward (column-parallel input gradient)
+
+    def attr(self, name: str, default=None):
+        return dict(self.attrs).get(name, default)
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class Graph:
     families: list = field(default_factory=list)
     params: list = field(default_factory=list)
     inputs: list = field(default_factory=list)
+    phase: str = "train"
 
 
 class Scope:
@@ -158,6 +171,7 @@ class Ctx:
     mult: sp.Expr  # how many times the ops here run (over all tokens)
     calls: tuple = ()  # blocks being elaborated (to catch recursion)
     param_mult: sp.Expr | None = None  # how many copies of the parameters here exist; None: mult
+    tags: frozenset = frozenset()  # enclosing repeat and fused regions
 
     @property
     def params(self) -> sp.Expr:
@@ -187,7 +201,13 @@ class Builder:
         dtype: str | None = None,
         values: dict[str, int] | None = None,
         unroll: bool = False,
+        phase: str = "train",
     ):
+        if phase not in PHASES:
+            raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
+        self.phase = phase
+        self.build_info = Build(phase)
+        self._next_region = 0
         self.module = module
         self.option_overrides = dict(options or {})
         self.dtype_override = dtype
@@ -219,7 +239,7 @@ class Builder:
     def build(self) -> Graph:
         model = next((i for i in self.module.items if isinstance(i, S.ModelDecl)), None)
         name = model.name if model else self.module.path.rsplit("/", 1)[-1].removesuffix(".arch")
-        self.graph = Graph(name, model.title if model else None, self.module.path, self.env)
+        self.graph = Graph(name, model.title if model else None, self.module.path, self.env, phase=self.phase)
         stmts = []
         for item in self.module.items:
             if isinstance(item, S.DimDecl):
@@ -244,6 +264,7 @@ class Builder:
                     raise SymcostError("a spec has one model declaration", item.loc)
             else:
                 stmts.append(item)
+        self._phase_setup()
         for item in stmts:  # inputs and params are claimed, in file order, before any statement runs
             if isinstance(item, S.ParamDecl):
                 self._claim("parameter")(item.name, item.loc)
@@ -272,8 +293,28 @@ class Builder:
                 reset_derived(token)
         return self.graph
 
+    def _phase_setup(self) -> None:
+        """The built-in option `training`, and for decoding: one new token (s = 1) against c cached ones."""
+        if "training" in self.kinds:
+            raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
+                               self.env.dims["training"].loc if "training" in self.env.dims else None)
+        self.env.options["training"] = self.phase == "train"
+        self.env.option_docs["training"] = "built in: true in the train phase, false in prefill and decode"
+        if self.phase != "decode":
+            return
+        if "s" not in self.env.dims:
+            raise SymcostError("--phase decode needs the spec's sequence dimension to be named s")
+        if "c" in self.env.dims:
+            raise SymcostError("--phase decode adds the dimension c (cached tokens); the spec already has a c",
+                               self.env.dims["c"].loc)
+        self.env.fixed["s"] = sp.Integer(1)
+        self.env.add_dim(S.DimDecl("c", None, "tokens in the KV cache", None, None), lambda *_: None)
+        self.build_info = Build("decode", self.env.dims["c"].symbol)
+
     def _apply_overrides(self) -> None:
         for key, value in self.option_overrides.items():
+            if key == "training":
+                raise SymcostError("'training' follows --phase (train, prefill or decode); it cannot be set")
             if key not in self.env.options:
                 raise SymcostError(f"unknown option '{key}'", None, suggest(key, self.env.options))
             self.env.options[key] = value
@@ -319,12 +360,13 @@ class Builder:
         self.graph.inputs.append(t)
         top.names[item.name] = t
 
-    def _new_tensor(self, name, shape, dtype, mult, creator, label, is_param=False) -> Tensor:
+    def _new_tensor(self, name, shape, dtype, mult, creator, label, is_param=False, sharded=False,
+                    tags=frozenset()) -> Tensor:
         sid = self._next_storage
         self._next_storage += 1
         nbytes = numel(shape) * dtype.nbytes
-        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label)
-        return Tensor(name, shape, dtype, sid, nbytes, is_param)
+        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label, frozenset(tags), sharded)
+        return Tensor(name, shape, dtype, sid, nbytes, is_param, sharded)
 
     def _unique(self, path: str) -> str:
         if path not in self._used_paths:
@@ -344,6 +386,11 @@ class Builder:
             self._repeat(st, scope, ctx, bools)
         elif isinstance(st, S.Experts):
             self._experts(st, scope, ctx, bools, in_block)
+        elif isinstance(st, S.Fused):
+            self._next_region += 1
+            inner = Ctx(ctx.prefix, ctx.mult, ctx.calls, ctx.param_mult, ctx.tags | {f"fused:{self._next_region}"})
+            for s in st.body:
+                self._stmt(s, scope, inner, bools, in_block)
         elif isinstance(st, S.If):
             self._if(st, scope, ctx, bools, in_block)
         elif isinstance(st, S.Return):
@@ -402,11 +449,14 @@ class Builder:
                     scope.rebind(n, body.names.get(n, scope.lookup(n)))
             return
         mult = ctx.mult * count
-        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * count)
+        self._next_region += 1
+        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * count,
+                       ctx.tags | {f"repeat:{self._next_region}"})
         body = Scope(scope, frozenset(names))
         inits = {n: scope.lookup(n) for n in names}
         for n, init in inits.items():
-            body.names[n] = self._new_tensor(n, init.shape, init.dtype, mult, ctx.prefix + n, "loop-carried")
+            body.names[n] = self._new_tensor(n, init.shape, init.dtype, mult, ctx.prefix + n, "loop-carried",
+                                             sharded=init.sharded, tags=body_ctx.tags)
         carried = dict(body.names)
         for s in st.body:
             self._stmt(s, body, body_ctx, bools, in_block=False)
@@ -421,7 +471,8 @@ class Builder:
                     f"{fmt_shape(out.shape)}; a carried tensor must keep its shape",
                     st.loc,
                 )
-            final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output")
+            final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output",
+                                     sharded=out.sharded, tags=ctx.tags)
             self.graph.families.append(Family(cin.storage, inits[n].storage, out.storage, final.storage, count, ctx.mult))
             scope.rebind(n, final)
 
@@ -435,7 +486,7 @@ class Builder:
                 raise SymcostError(f"an expert count must be a positive integer, not {v}", node.loc)
         if count.is_number and active.is_number and active > count:
             raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
-        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count)
+        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count, ctx.tags)
         for s in st.body:
             self._stmt(s, scope, inner, bools, in_block)
 
@@ -469,7 +520,8 @@ class Builder:
         for target, t in zip(st.targets, outputs):
             if target.id in self.kinds:
                 raise SymcostError(f"'{target.id}' is already declared as {_a(self.kinds[target.id])}", target.loc)
-            scope.bind(target.id, Tensor(target.id, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param), target.loc)
+            scope.bind(target.id, Tensor(target.id, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param, t.sharded),
+                       target.loc)
 
     def _tensor_arg(self, node, scope: Scope, what: str) -> Tensor:
         if not isinstance(node, S.Name):
@@ -508,6 +560,12 @@ class Builder:
             return int(value)
         if kind is bool:
             return self._bool_arg(node, scope, bools)
+        if isinstance(kind, Word):
+            if not isinstance(node, S.Name) or node.id not in kind.choices:
+                shown = node.id if isinstance(node, S.Name) else "this"
+                raise SymcostError(f"{what} must be one of {', '.join(kind.choices)}, not {shown}", node.loc,
+                                   suggest(shown, kind.choices))
+            return node.id
         if kind is DTypeName:
             if not isinstance(node, S.Name):
                 raise SymcostError(f"{what} must be a dtype name", node.loc)
@@ -524,6 +582,11 @@ class Builder:
         star = None
         for p in params:
             kind = p.annotation
+            if kind is Build:
+                if p.name in kwargs:
+                    raise SymcostError(f"{call.name} has no argument '{p.name}' ({_usage(call.name)})", kwargs[p.name].loc)
+                bound[p.name] = self.build_info
+                continue
             if p.kind is inspect.Parameter.VAR_POSITIONAL:
                 star = p.name
                 bound[p.name] = tuple(self._convert(kind, a, scope, bools, f"{call.name}: argument") for a in positional)
@@ -550,7 +613,7 @@ class Builder:
             )
         if kwargs:
             name, kw = next(iter(kwargs.items()))
-            names = [p.name for p in params if p.name != star]
+            names = [p.name for p in params if p.name != star and p.annotation is not Build]
             raise SymcostError(
                 f"{call.name} has no argument '{name}' ({_usage(call.name)})", kw.loc, suggest(name, names)
             )
@@ -591,6 +654,13 @@ class Builder:
         path = self._unique(ctx.prefix + st.targets[0].id)
         inputs = list(views.values())
         floating = next((t.dtype for t in inputs if t.dtype.floating), None)
+        # tensor parallelism: a column-parallel linear shards its output, a row-parallel one gathers it back
+        parallel = bound.get("parallel", "none") if call.name == "linear" else "none"
+        activations = [t for t in inputs if not t.is_param]
+        if parallel == "row" and not (activations and activations[0].sharded):
+            raise SymcostError("linear: a row-parallel layer needs a sharded input (the output of a column-parallel "
+                               "layer, or something computed from one)", call.loc)
+        out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations))
         outputs, out_map = [], {}
         for i, out in enumerate(rule.outputs):
             dtype = out.dtype or floating or self.env.default_dtype
@@ -598,22 +668,27 @@ class Builder:
             if out.view_of is not None:
                 base = views[id(out.view_of)]
                 read = base.read_bytes if out.expand else numel(out.shape) * dtype.nbytes
-                t = Tensor(name, tuple(out.shape), dtype, base.storage, read)
+                t = Tensor(name, tuple(out.shape), dtype, base.storage, read, False, base.sharded)
             else:
-                t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output")
+                t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output", sharded=out_sharded,
+                                     tags=ctx.tags)
             outputs.append(t)
             out_map[id(out)] = t
         created = []
         for np_ in rule.params:
             active = None if ctx.param_mult is None else ctx.mult
-            param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active)
+            sharded = parallel == "column" or (parallel == "row" and np_.name != "bias")
+            param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active,
+                          sharded)
             self.graph.params.append(param)
             created.append(param)
         saves = []
-        for s in rule.saves:
+        inference = self.phase != "train"
+        for s in () if inference else rule.saves:  # nothing is kept for a backward pass when generating
             if isinstance(s, Internal):
                 dtype = self.env.dtype(s.dtype, None)
-                saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label).storage)
+                saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label,
+                                              sharded=out_sharded, tags=ctx.tags).storage)
             elif id(s) in out_map:
                 saves.append(out_map[id(s)].storage)
             else:
@@ -635,9 +710,16 @@ class Builder:
         cost = rule.cost + Cost(
             params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io
         )
+        if inference:
+            cost = replace(cost, macs_bwd=sp.Integer(0), mm_outputs_bwd=sp.Integer(0), other_bwd=sp.Integer(0))
         text = (source_line(st.loc) or "").split("#", 1)[0].strip()
+        attrs = tuple((k, bound[k]) for k in ("parallel", "causal") if k in bound)
+        op_sharded = any(t.sharded for t in (*activations, *outputs)) or any(p.sharded for p in created)
+        comm_fwd = outputs[0].nbytes if parallel == "row" else sp.Integer(0)
+        comm_bwd = activations[0].nbytes if parallel == "column" and not inference else sp.Integer(0)
         self.graph.ops.append(
-            OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost, tuple(dict.fromkeys(saves)), ctx.mult)
+            OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
+                   tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, attrs, op_sharded, comm_fwd, comm_bwd)
         )
         return outputs
 
@@ -682,7 +764,7 @@ class Builder:
                             f"'{node.id}' of shape {fmt_shape(t.shape)}",
                             node.loc,
                         )
-                inner.names[p.name] = Tensor(p.name, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param)
+                inner.names[p.name] = Tensor(p.name, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param, t.sharded)
                 arg_storages.append(t.storage)
             elif p.kind == "dim":
                 inner.names[p.name] = self.env.dim_expr(node, self._locals(scope))
@@ -691,7 +773,7 @@ class Builder:
                 inner.names[p.name] = inner_bools[p.name]
         path = self._unique(ctx.prefix + bdef.name)
         self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages)))
-        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name), ctx.param_mult)
+        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name), ctx.param_mult, ctx.tags)
         body = bdef.body
         if not body or not isinstance(body[-1], S.Return):
             raise SymcostError(f"block '{bdef.name}' must end with a return statement", bdef.loc)
@@ -719,6 +801,8 @@ def _usage(op_name: str) -> str:
     sig = OPS[op_name].signature
     parts = []
     for p in sig.parameters.values():
+        if p.annotation is Build:
+            continue  # supplied by the builder, not written in specs
         if p.kind is inspect.Parameter.VAR_POSITIONAL:
             parts.append(f"*{p.name}")
         elif p.default is inspect.Parameter.empty:

@@ -54,6 +54,25 @@ class DTypeName:
     """Annotation: a dtype name (`fp32`)."""
 
 
+class Word:
+    """Annotation: one bare word from a fixed set (`parallel=column`)."""
+
+    def __init__(self, *choices: str):
+        self.choices = choices
+
+
+PARALLEL = Word("none", "column", "row")
+PHASES = ("train", "prefill", "decode")
+
+
+@dataclass(frozen=True)
+class Build:
+    """What the graph builder tells a rule that declares a keyword-only `build` parameter."""
+
+    phase: str = "train"
+    cache_len: sp.Expr | None = None  # c, the tokens held in the cache, when decoding
+
+
 @dataclass(frozen=True, eq=False)
 class T:
     """A tensor argument as a rule sees it."""
@@ -194,8 +213,12 @@ def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None) 
 
 
 @op
-def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None) -> Rule:
-    """y = x·Wᵀ (+ b): [.., k] @ [k, n] -> [.., n], W stored [n, k] as in PyTorch."""
+def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None, parallel: PARALLEL = "none") -> Rule:
+    """y = x·Wᵀ (+ b): [.., k] @ [k, n] -> [.., n], W stored [n, k] as in PyTorch.
+
+    `parallel=column|row` marks Megatron tensor parallelism: a column-parallel layer shards its output
+    features, a row-parallel one its input features and all-reduces its output.
+    """
     _need_rank(x, 1, "linear", "the input")
     k = x.shape[-1]
     if weight is not None:
@@ -241,8 +264,11 @@ def rmsnorm(x: T) -> Rule:
 
 # ---- matrix products ----------------------------------------------------------------------------
 @op
-def matmul(x: T, y: T, *, transpose_a: bool = False, transpose_b: bool = False) -> Rule:
-    """Batched product [.., m, k] @ [.., k, n] -> [.., m, n] of two activations; saves both."""
+def matmul(x: T, y: T, *, transpose_a: bool = False, transpose_b: bool = False, causal: bool = False) -> Rule:
+    """Batched product [.., m, k] @ [.., k, n] -> [.., m, n] of two activations; saves both.
+
+    `causal=true` marks an attention product of which a causal mask keeps half: `--causal half` counts half.
+    """
     _need_rank(x, 2, "matmul", "the left operand")
     _need_rank(y, 2, "matmul", "the right operand")
     m, k = (x.shape[-1], x.shape[-2]) if transpose_a else (x.shape[-2], x.shape[-1])
@@ -456,6 +482,27 @@ def concat(*xs: T, axis: Axis = -1) -> Rule:
 def arange(n: Dim) -> Rule:
     """Positions 0..n-1 as int64 [n]."""
     return Rule((Out((n,), dtype=INT64),))
+
+
+# ---- generation -----------------------------------------------------------------------------------
+@op
+def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) -> Rule:
+    """Keys or values kept for later tokens, [.., s, d] along `axis`. Train: the identity. Prefill: the s new
+    entries are written to the cache. Decode (s = 1): the new entry is appended and all c cached entries are
+    read, so the result is [.., c, d]. A sliding `window` keeps at most that many entries."""
+    ax = _axis(x, axis, "cache")
+    per_entry = numel(x.shape) / x.shape[ax] * x.dtype.nbytes
+    if build.phase == "train":
+        return Rule((Out(x.shape, view_of=x),))
+    if build.phase == "prefill":
+        kept = x.shape[ax] if window is None else sp.Min(x.shape[ax], window)
+        stored = kept * per_entry
+        return Rule((Out(x.shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored))
+    kept = build.cache_len if window is None else sp.Min(build.cache_len, window)
+    shape = (*x.shape[:ax], kept, *x.shape[ax + 1 :])
+    stored = kept * per_entry
+    # read every cached entry, write the new one
+    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored + x.numel * x.dtype.nbytes))
 
 
 # ---- losses -------------------------------------------------------------------------------------

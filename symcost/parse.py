@@ -194,6 +194,9 @@ class _ToSyntax(Transformer):
     def repeat(self, meta, c):
         return S.Repeat(c[0], tuple(c[1:]), self._l(meta))
 
+    def fused(self, meta, c):
+        return S.Fused(tuple(c), self._l(meta))
+
     def experts(self, meta, c):
         return S.Experts(c[0], c[1], tuple(c[2:]), self._l(meta))
 

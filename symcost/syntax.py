@@ -176,6 +176,15 @@ class Experts:
 
 
 @dataclass(frozen=True)
+class Fused:
+    """`fused { … }`: a region a fused kernel can compute without keeping its inner tensors (FlashAttention);
+    selective recomputation recomputes it in the backward pass."""
+
+    body: tuple["Stmt", ...]
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
 class If:
     option: str
     negated: bool
@@ -191,7 +200,7 @@ class Return:
     loc: Loc = field(compare=False)
 
 
-Stmt = Assign | Repeat | Experts | If | Return
+Stmt = Assign | Repeat | Experts | Fused | If | Return
 
 
 @dataclass(frozen=True)

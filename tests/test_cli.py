@@ -37,7 +37,7 @@ def test_json_schema_and_values(capsys):
     assert code == 0 and doc["schema"] == "symcost.derive/1"
     assert doc["totals"]["params"]["value"] == 124_439_808
     metrics = {"params", "active_params", "flops_fwd", "matmul_flops_fwd", "flops_bwd", "matmul_flops_bwd",
-               "activation_bytes", "weight_bytes", "io_bytes"}
+               "activation_bytes", "weight_bytes", "io_bytes", "kv_cache_bytes"}
     assert set(doc["totals"]) == metrics
     layer = next(b for b in doc["blocks"] if b["path"] == "layer")
     assert layer["repeat"] == {"expr": "L", "value": 12}
@@ -142,7 +142,8 @@ def test_presets_listing(capsys):
 
 def test_ops_listing(capsys):
     code, out, _ = run(capsys, "ops")
-    assert code == 0 and "linear(x, out=none, bias=true, weight=none)" in out
+    assert code == 0 and "linear(x, out=none, bias=true, weight=none, parallel=none)" in out
+    assert "cache(x, axis=-2, window=none)" in out
     code, out, _ = run(capsys, "ops", "softmax")
     assert code == 0 and "saves its output" in out
     code, _, err = run(capsys, "ops", "sofmax")

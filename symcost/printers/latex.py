@@ -1,7 +1,7 @@
 """LaTeX: ready-to-paste align* environments with the spec's symbol names."""
 from __future__ import annotations
 
-from ..cost import METRICS
+from ..cost import shown
 from ..derive import Report
 from ..evaluate import Evaluator
 from .text import forms_for
@@ -16,6 +16,7 @@ LABELS = {
     "activation_bytes": r"M_{\text{act}}",
     "weight_bytes": r"M_{\text{weights}}",
     "io_bytes": r"Q_{\text{io}}",
+    "kv_cache_bytes": r"M_{\text{KV}}",
 }
 
 
@@ -31,8 +32,7 @@ def render(report: Report, ev: Evaluator) -> str:
     def env(title: str, metrics: dict, collect=()):
         out.append(f"% {title}")
         out.append(r"\begin{align*}")
-        shown = [m for m in METRICS if m != "active_params" or metrics[m] != metrics["params"]]
-        rows = [f"  {LABELS[m]} &= {forms.latex(metrics[m], collect)}" for m in shown]
+        rows = [f"  {LABELS[m]} &= {forms.latex(metrics[m], collect)}" for m in shown(metrics)]
         out.append(" \\\\\n".join(rows))
         out.append(r"\end{align*}")
 

@@ -1,7 +1,7 @@
 """Markdown tables with LaTeX math, for READMEs and docs."""
 from __future__ import annotations
 
-from ..cost import METRIC_TITLES, METRIC_UNITS, METRICS
+from ..cost import METRIC_TITLES, METRIC_UNITS, shown
 from ..derive import Report
 from ..evaluate import Evaluator
 from .forms import human
@@ -19,7 +19,7 @@ def render(report: Report, ev: Evaluator) -> str:
         head = "| quantity | closed form |" + (" value |" if ev.active else "")
         out.append(head)
         out.append("|---|---|" + ("---:|" if ev.active else ""))
-        for m in (x for x in METRICS if x != "active_params" or metrics[x] != metrics["params"]):
+        for m in shown(metrics):
             row = f"| {METRIC_TITLES[m].strip()} | ${forms.latex(metrics[m], collect)}$ |"
             if ev.active:
                 row += f" {human(ev(metrics[m]), METRIC_UNITS[m])} |"

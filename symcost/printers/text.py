@@ -4,7 +4,8 @@ from __future__ import annotations
 import shutil
 import textwrap
 
-from ..cost import METRIC_TITLES, METRIC_UNITS, METRICS
+from ..cost import METRIC_TITLES, METRIC_UNITS
+from ..cost import shown as shown_metrics
 from ..derive import Report
 from ..dims import fmt_shape
 from ..evaluate import Evaluator
@@ -66,9 +67,7 @@ def render(report: Report, evaluator: Evaluator, explain: bool = False, width: i
     w.lines.append("")
 
     def metric_rows(metrics: dict, collect=(), indent=2):
-        for m in METRICS:
-            if m == "active_params" and metrics[m] == metrics["params"]:
-                continue  # only a mixture of experts uses fewer parameters per token than it has
+        for m in shown_metrics(metrics):
             value = show(evaluator, forms, metrics[m], METRIC_UNITS[m], exact=m.endswith("params"))
             w.row(METRIC_TITLES[m], forms.text(metrics[m], collect), value, indent)
 
