@@ -49,6 +49,25 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", nargs="+", default=[], metavar="DIM", action="extend",
         help="keep these derived dimensions as symbols in the closed forms (e.g. d instead of h/a)",
     )
+    d.add_argument(
+        "--phase", choices=("train", "prefill", "decode"), default="train",
+        help="train: forward and backward (default); prefill: a forward over s new tokens, writing the KV cache; "
+        "decode: one new token per sequence (s = 1) against c cached tokens",
+    )
+    d.add_argument(
+        "--recompute", choices=("none", "selective", "full"), default="none",
+        help="activation recomputation: selective recomputes fused regions (attention's s×s tensors), full keeps "
+        "only each repeated layer's input; recomputed work is reported as recomputed FLOPs",
+    )
+    d.add_argument("--flash-attention", action="store_true",
+                   help="fused regions run as one kernel: their inner tensors are neither stored nor moved")
+    d.add_argument("--tp", metavar="T", help="tensor-parallel degree (a number, or a name such as t to keep it "
+                   "symbolic); costs become per device and all-reduce traffic is reported")
+    d.add_argument("--sp", action="store_true", help="sequence parallelism: also shard the activations outside "
+                   "tensor-parallel regions (needs --tp)")
+    d.add_argument("--causal", choices=("full", "half"), default="full",
+                   help="count causal attention products in full (as FlopCounterMode does, default) or only the "
+                   "half a causal mask keeps")
     d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     d.add_argument("--explain", action="store_true", help="walk through the derivation op by op (text format)")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
@@ -91,13 +110,17 @@ def _derive(args) -> str:
         raise SymcostError("give a spec file, or --hf-config / --preset to choose one by model_type")
     module = load(spec)
     # options from --set must be known before building, dims after (the env is the spec's)
-    probe = build(module, dtype=args.dtype)
+    probe = build(module, dtype=args.dtype, phase=args.phase)
+    tp = _degree(args.tp, probe.env)
     values, options = parse_assignments(args.set, probe.env)
     if resolved:
         _check_names(resolved, probe.env)
         values, options = {**resolved.values, **values}, {**resolved.options, **options}
-    graph = build(module, options=options, dtype=args.dtype) if options else probe
-    report = derive(graph, args.flops, tuple(args.keep))
+    graph = build(module, options=options, dtype=args.dtype, phase=args.phase) if options else probe
+    if tp is not None and tp.is_Symbol:
+        graph.env.dims[tp.name] = probe.env.dims[tp.name]
+    report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
+                    tp=tp, sp=args.sp, causal=args.causal)
     ev = Evaluator(graph.env, values)
     if resolved:
         from .hf import check_derived
@@ -114,6 +137,26 @@ def _derive(args) -> str:
 
         return text.render(report, ev, explain=args.explain)
     return printer.render(report, ev)
+
+
+def _degree(text, env):
+    """--tp: a positive integer, or a new dimension name that stays symbolic (and can be --set)."""
+    if text is None:
+        return None
+    import sympy as sp
+
+    from . import syntax as S
+
+    if text.isdigit():
+        if int(text) < 1:
+            raise SymcostError("--tp must be a positive integer or a name")
+        return sp.Integer(int(text))
+    if not text.isidentifier():
+        raise SymcostError(f"--tp takes a positive integer or a name such as t, not '{text}'")
+    if text in env.dims or text in env.options:
+        raise SymcostError(f"--tp {text}: the spec already uses the name '{text}'")
+    env.add_dim(S.DimDecl(text, None, "tensor-parallel degree", None, None), lambda *_: None)
+    return env.dims[text].symbol
 
 
 def _resolve_config(args):

@@ -22,6 +22,8 @@ METRICS = (
     "weight_bytes",
     "io_bytes",
     "kv_cache_bytes",
+    "flops_recompute",
+    "comm_bytes",
 )
 METRIC_TITLES = {
     "params": "parameters",
@@ -34,6 +36,8 @@ METRIC_TITLES = {
     "weight_bytes": "weight bytes",
     "io_bytes": "memory traffic (bytes)",
     "kv_cache_bytes": "KV cache bytes",
+    "flops_recompute": "recomputed FLOPs",
+    "comm_bytes": "communication (bytes/device)",
 }
 METRIC_UNITS = {
     "params": "",
@@ -46,6 +50,8 @@ METRIC_UNITS = {
     "weight_bytes": "B",
     "io_bytes": "B",
     "kv_cache_bytes": "B",
+    "flops_recompute": "FLOP",
+    "comm_bytes": "B",
 }
 
 
@@ -80,6 +86,10 @@ class Cost:
     other_bwd: sp.Expr = ZERO
     io_bytes: sp.Expr = ZERO
     cache_bytes: sp.Expr = ZERO  # bytes this op keeps in the KV cache for later tokens
+    recompute_macs: sp.Expr = ZERO  # forward work done again in the backward pass (recomputation)
+    recompute_mm_outputs: sp.Expr = ZERO
+    recompute_other: sp.Expr = ZERO
+    comm_bytes: sp.Expr = ZERO  # bytes each device sends for tensor-parallel all-reduces
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -112,6 +122,8 @@ class Cost:
             return _matmul(self.macs_bwd, self.mm_outputs_bwd, convention) + self.other_bwd
         if name == "kv_cache_bytes":
             return self.cache_bytes
+        if name == "flops_recompute":
+            return _matmul(self.recompute_macs, self.recompute_mm_outputs, convention) + self.recompute_other
         return getattr(self, name)
 
 

@@ -1,7 +1,7 @@
 """Graph to closed forms: metrics per op, per block instance and for the whole model, canonical and stable."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -26,8 +26,9 @@ class Saved:
 class OpReport:
     """One op's costs per instance; the closed forms are expanded on first use (--explain, JSON)."""
 
-    def __init__(self, node: OpNode, saved: tuple, activation, convention: str, canon):
+    def __init__(self, node: OpNode, saved: tuple, activation, convention: str, canon, cost: Cost | None = None):
         self.node, self.saved = node, saved
+        self.cost = cost if cost is not None else node.cost  # as accounted under the report's settings
         self._raw = (activation, convention, canon)
         self._metrics: dict | None = None
 
@@ -36,7 +37,7 @@ class OpReport:
         if self._metrics is None:
             act, convention, canon = self._raw
             self._metrics = {
-                m: canon(act if m == "activation_bytes" else self.node.cost.metric(m, convention)) for m in METRICS
+                m: canon(act if m == "activation_bytes" else self.cost.metric(m, convention)) for m in METRICS
             }
         return self._metrics
 
@@ -58,53 +59,105 @@ class Report:
     ops: list
     keep: tuple = ()
     repeat_symbols: tuple = field(default=())
+    settings: "Settings | None" = None
 
     @property
     def env(self):
         return self.graph.env
 
 
-def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
-    """Closed forms for a built graph. `keep` names derived dims to leave unexpanded (e.g. d)."""
-    if convention not in CONVENTIONS:
-        raise SymcostError(f"unknown FLOP convention '{convention}'; use one of {', '.join(CONVENTIONS)}")
+@dataclass(frozen=True)
+class Settings:
+    """How the graph is accounted: FLOP and causal conventions, recomputation, fused attention, parallelism."""
+
+    convention: str = "fma"
+    keep: tuple = ()
+    recompute: str = "none"  # none | selective | full
+    flash: bool = False  # fused regions run as one kernel (FlashAttention)
+    tp: sp.Expr | None = None  # tensor-parallel degree t; None: one device
+    sp: bool = False  # sequence parallelism (with tp)
+    causal: str = "full"  # full | half: count the kept half of causal attention products
+
+    def describe(self) -> dict:
+        return {
+            "flops": self.convention,
+            "causal": self.causal,
+            "recompute": self.recompute,
+            "flash_attention": self.flash,
+            "tensor_parallel": None if self.tp is None else str(self.tp),
+            "sequence_parallel": self.sp,
+            "keep": list(self.keep),
+        }
+
+
+RECOMPUTE = ("none", "selective", "full")
+CAUSAL = ("full", "half")
+
+
+def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -> Report:
+    """Closed forms for a built graph. `keep` names derived dims to leave unexpanded (e.g. d); `options` are
+    the other Settings fields (recompute, flash, tp, sp, causal)."""
+    st = Settings(convention, tuple(keep), **options)
+    if st.convention not in CONVENTIONS:
+        raise SymcostError(f"unknown FLOP convention '{st.convention}'; use one of {', '.join(CONVENTIONS)}")
+    if st.recompute not in RECOMPUTE:
+        raise SymcostError(f"unknown recompute mode '{st.recompute}'; use one of {', '.join(RECOMPUTE)}")
+    if st.causal not in CAUSAL:
+        raise SymcostError(f"unknown causal convention '{st.causal}'; use one of {', '.join(CAUSAL)}")
+    if st.sp and st.tp is None:
+        raise SymcostError("sequence parallelism shards along the tensor-parallel group: give a degree with --tp")
     env = graph.env
-    for name in keep:
+    for name in st.keep:
         if name not in env.dims or env.dims[name].definition is None:
             raise SymcostError(f"--keep takes derived dimensions; '{name}' is not one")
-    defs = {d.symbol: d.definition for d in env.dims.values() if d.definition is not None and d.name not in keep}
+    defs = {d.symbol: d.definition for d in env.dims.values() if d.definition is not None and d.name not in st.keep}
 
     def canon(e) -> sp.Expr:
         return expand_sum(e.xreplace(defs) if defs else e)
 
     storages = graph.storages
-    first_saver: dict[int, OpNode] = {}
+    costs = {id(node): _account(node, graph, st) for node in graph.ops}
+    if st.flash:
+        _fused_traffic(graph, costs)
+
+    # which saved storages are kept, and how many bytes each holds per device
+    savers: dict[int, list] = {}
     for node in graph.ops:
         for sid in node.saves:
-            first_saver.setdefault(sid, node)
+            savers.setdefault(sid, []).append(node)
+    carried = {fam.carried for fam in graph.families}
+    kept = {sid for sid in savers if not _dropped(storages[sid], savers[sid], carried, st)}
+    first_saver = {sid: nodes[0] for sid, nodes in savers.items() if sid in kept}
+
+    def nbytes(sid: int) -> sp.Expr:
+        store = storages[sid]
+        if st.tp is not None and (store.sharded or st.sp):
+            return store.nbytes / st.tp
+        return store.nbytes
 
     ops = []
     for node in graph.ops:
         saved = tuple(
-            Saved(_label(node, storages[sid]), storages[sid].nbytes, storages[sid].mult / node.mult, first_saver[sid] is node)
+            Saved(_label(node, storages[sid]), nbytes(sid), storages[sid].mult / node.mult,
+                  first_saver.get(sid) is node)
             for sid in node.saves
+            if sid in kept
         )
         act = sp.Add(*(s.nbytes * s.share for s in saved if s.first))
-        ops.append(OpReport(node, saved, act, convention, canon))
+        ops.append(OpReport(node, saved, act, st.convention, canon, costs[id(node)]))
 
     # whole model
-    total = Cost.total((node.cost, node.mult) for node in graph.ops)
+    total = Cost.total((costs[id(node)], node.mult) for node in graph.ops)
     declared = [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
     total = total + Cost(
-        params=sum((p.numel * p.mult for p in declared), ZERO),
-        active_params=sum((p.numel * p.mult for p in declared), ZERO),
-        weight_bytes=sum((p.numel * p.dtype.nbytes * p.mult for p in declared), ZERO),
+        params=sum((_param_share(p, st) * p.mult for p in declared), ZERO),
+        active_params=sum((_param_share(p, st) * p.mult for p in declared), ZERO),
+        weight_bytes=sum((_param_share(p, st) * p.dtype.nbytes * p.mult for p in declared), ZERO),
     )
-    activation = sp.Add(*(storages[sid].nbytes * storages[sid].mult for sid in first_saver))
-    saved_set = set(first_saver)
+    activation = sp.Add(*(nbytes(sid) * storages[sid].mult for sid in first_saver))
     for fam in graph.families:
-        c, o = fam.carried in saved_set, fam.body_out in saved_set
-        i, z = int(fam.init in saved_set), int(fam.final in saved_set)
+        c, o = fam.carried in kept, fam.body_out in kept
+        i, z = int(fam.init in kept), int(fam.final in kept)
         if c and o:
             correction = 1 - fam.count - i - z
         elif c:
@@ -113,24 +166,24 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
             correction = -z
         else:
             correction = 0
-        activation += correction * storages[fam.carried].nbytes * fam.mult
-    totals = {m: canon(activation if m == "activation_bytes" else total.metric(m, convention)) for m in METRICS}
+        activation += correction * nbytes(fam.carried) * fam.mult
+    totals = {m: canon(activation if m == "activation_bytes" else total.metric(m, st.convention)) for m in METRICS}
 
     # per block instance
     blocks = []
     for b in graph.blocks:
         inside = [r for r in ops if r.node.path.startswith(b.path + "/")]
-        cost = Cost.total((r.node.cost, r.node.mult / b.mult) for r in inside)
+        cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult) for r in inside)
         acts = []
         for r in inside:
             for sid in r.node.saves:
-                st = storages[sid]
-                if first_saver[sid] is not r.node:
+                store = storages[sid]
+                if first_saver.get(sid) is not r.node:
                     continue
-                if st.creator.startswith(b.path + "/") or (sid in b.args and st.mult == b.mult):
-                    acts.append(st.nbytes * st.mult / b.mult)
+                if store.creator.startswith(b.path + "/") or (sid in b.args and store.mult == b.mult):
+                    acts.append(nbytes(sid) * store.mult / b.mult)
         act = sp.Add(*acts)
-        metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, convention)) for m in METRICS}
+        metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, st.convention)) for m in METRICS}
         blocks.append(BlockReport(b.path, b.block, b.mult, metrics))
 
     repeat_syms = []
@@ -138,7 +191,77 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = ()) -> Report:
         for s in sorted(b.mult.free_symbols, key=lambda x: x.name):
             if s not in repeat_syms:
                 repeat_syms.append(s)
-    return Report(graph, convention, totals, blocks, ops, tuple(keep), tuple(repeat_syms))
+    return Report(graph, st.convention, totals, blocks, ops, st.keep, tuple(repeat_syms), st)
+
+
+def _param_share(p, st: Settings) -> sp.Expr:
+    return p.numel / st.tp if (st.tp is not None and p.sharded) else p.numel
+
+
+def _account(node: OpNode, graph: Graph, st: Settings) -> Cost:
+    """One op's per-instance, per-device cost under the settings."""
+    cost = node.cost
+    if st.causal == "half" and node.attr("causal"):
+        half = sp.Rational(1, 2)
+        cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
+                       macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
+    region = any(t.startswith("fused:") for t in node.tags)
+    inside_repeat = any(t.startswith("repeat:") for t in node.tags)
+    if (st.recompute == "selective" or st.flash) and region or st.recompute == "full" and inside_repeat:
+        # recomputed in the backward pass: its forward work again
+        cost = replace(cost, recompute_macs=cost.macs_fwd, recompute_mm_outputs=cost.mm_outputs_fwd,
+                       recompute_other=cost.other_fwd)
+    if graph.phase != "train":
+        cost = replace(cost, recompute_macs=ZERO, recompute_mm_outputs=ZERO, recompute_other=ZERO)
+    if st.tp is None:
+        return cost
+    t = st.tp
+    if node.sharded:
+        params = sp.Add(*(_param_share(p, st) for p in node.params))
+        share = cost.params / sp.Add(*(p.numel for p in node.params)) if node.params else 1
+        wbytes = sp.Add(*(_param_share(p, st) * p.dtype.nbytes for p in node.params))
+        cost = Cost(
+            params=params * share, active_params=params, weight_bytes=wbytes * share,
+            **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS},
+        )
+    ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
+    return replace(cost, comm_bytes=(node.comm_fwd + node.comm_bwd) * ring)
+
+
+_COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "other_fwd", "other_bwd", "io_bytes",
+                   "cache_bytes", "recompute_macs", "recompute_mm_outputs", "recompute_other")
+
+
+def _dropped(store, saved_by: list, carried: set, st: Settings) -> bool:
+    """Is a saved storage left out: recomputed in the backward pass, or never materialised?"""
+    if st.recompute == "full":
+        return any(t.startswith("repeat:") for t in store.tags) and store.id not in carried
+    if st.recompute == "selective" or st.flash:
+        regions = {t for t in store.tags if t.startswith("fused:")}
+        return any(all(r in n.tags for n in saved_by) for r in regions)
+    return False
+
+
+def _fused_traffic(graph: Graph, costs: dict) -> None:
+    """A fused kernel reads its region's inputs and writes what leaves the region, nothing in between."""
+    readers: dict[int, list] = {}
+    for node in graph.ops:
+        for t in node.inputs:
+            readers.setdefault(t.storage, []).append(node)
+    storages = graph.storages
+    for node in graph.ops:
+        regions = {t for t in node.tags if t.startswith("fused:")}
+        if not regions:
+            continue
+        r = next(iter(regions))
+        inside = lambda sid: r in storages[sid].tags  # noqa: E731 - a local predicate
+        reads = sp.Add(*(t.read_bytes for t in node.inputs if not inside(t.storage)))
+        writes = sp.Add(*(
+            t.nbytes for t in node.outputs
+            if inside(t.storage) and any(r not in n.tags for n in readers.get(t.storage, []))
+        ))
+        cost = costs[id(node)]
+        costs[id(node)] = replace(cost, io_bytes=reads + writes)
 
 
 def expand_sum(e: sp.Expr) -> sp.Expr:
@@ -167,6 +290,7 @@ def _label(node: OpNode, storage) -> str:
     return storage.label
 
 
-def derive_file(path, *, convention: str = "fma", options=None, dtype=None, keep: tuple = ()) -> Report:
+def derive_file(path, *, convention: str = "fma", options=None, dtype=None, keep: tuple = (), phase: str = "train",
+                **settings) -> Report:
     """Load, build and derive a spec file in one call."""
-    return derive(build(load(path), options=options, dtype=dtype), convention, keep)
+    return derive(build(load(path), options=options, dtype=dtype, phase=phase), convention, keep, **settings)

@@ -9,6 +9,12 @@ Three measurements, each beside the derived value (see docs/validation.md):
 * bytes saved for backward by that tiny model in train mode (``saved_tensors_hooks``, every storage once,
   parameters excluded) — reported beside the derived activation bytes, never a failure.
 
+The mapping's ``validate`` entry says what to build and how to run it, so any model family is validated without
+code here: ``class`` and ``config`` (transformers names), ``inputs`` (how the model is called and what the
+backward starts from, one of INPUTS: ``causal_lm`` by default, ``seq2seq``, ``encoder``), ``kwargs`` (extra
+config fields for every model validate builds, e.g. ``{"experts_implementation": "eager"}``) and ``lengths``
+(the spec dims set to the tiny sequence length, ``["s"]`` by default; ``["s", "t"]`` for an encoder–decoder).
+
 torch and transformers are imported lazily, inside the functions that need them: importing this module
 (and the rest of symcost) stays cheap.
 """
@@ -28,6 +34,26 @@ DEFAULT_SHAPES = ((2, 16), (3, 32), (1, 64))
 PARTS = ("params", "flops", "saved")
 DTYPE = "fp32"  # the tiny model's dtype, and the dtype the tiny numbers are derived with
 SEED = 0
+
+# How a model is called (inputs) and what backward starts from, per kind of model: the `inputs` of a mapping's
+# `validate` entry. `flops` is the loss of the FLOP count, `saved` the loss of the saved-bytes count.
+INPUTS = {
+    "causal_lm": {
+        "call": "model(ids)",
+        "flops": "logits.sum()",
+        "saved": "cross-entropy (labels=ids)",
+    },
+    "seq2seq": {
+        "call": "model(input_ids=ids, decoder_input_ids=ids): encoder and decoder both read the b×s ids",
+        "flops": "logits.sum()",
+        "saved": "cross-entropy (labels=ids; the decoder reads them shifted right)",
+    },
+    "encoder": {
+        "call": "model(ids)",
+        "flops": "the sum of every floating-point output (e.g. last_hidden_state.sum() + pooler_output.sum())",
+        "saved": "the same sum (an encoder has no loss of its own)",
+    },
+}
 
 LABELS = {
     "params": "params (full size, meta)",
@@ -90,6 +116,7 @@ class Result:
     tiny_dims: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)
     versions: dict = field(default_factory=dict)
+    inputs: str = "causal_lm"
 
     @property
     def ok(self) -> bool:
@@ -108,8 +135,9 @@ class Result:
                 "flops": "fma (a multiply-add counts 2), matmul-like ops only, as FlopCounterMode counts",
                 "tiny_dtype": DTYPE,
                 "attention": "eager",
-                "flops_loss": "logits.sum()",
-                "saved_loss": "cross-entropy (labels=ids)",
+                "inputs": INPUTS[self.inputs]["call"],
+                "flops_loss": INPUTS[self.inputs]["flops"],
+                "saved_loss": INPUTS[self.inputs]["saved"],
                 "saved_bytes": "storages saved for backward, each once, parameters excluded",
             },
             "versions": self.versions,
@@ -192,6 +220,16 @@ class _Plan:
         if not isinstance(validate, dict) or "class" not in validate or "config" not in validate:
             raise SymcostError(f"the {self.model_type} mapping in specs/hf/ has no 'validate' entry naming a transformers class")
         self.class_name, self.config_name = validate["class"], validate["config"]
+        where = f"the {self.model_type} mapping's 'validate' entry"
+        self.inputs = validate.get("inputs", "causal_lm")
+        if self.inputs not in INPUTS:
+            raise SymcostError(f"{where}: inputs '{self.inputs}' is not one of {', '.join(INPUTS)}")
+        self.kwargs = validate.get("kwargs", {})
+        if not isinstance(self.kwargs, dict) or not all(isinstance(k, str) for k in self.kwargs):
+            raise SymcostError(f"{where}: kwargs must be an object of config fields")
+        self.lengths = validate.get("lengths", ["s"])
+        if not isinstance(self.lengths, list) or not self.lengths or not all(isinstance(n, str) for n in self.lengths):
+            raise SymcostError(f"{where}: lengths must be a list of dim names")
         spec_path = Path(spec) if spec else self.full.spec
         self.spec = display_path(spec_path)
         key = (str(spec_path.resolve()), tuple(sorted(self.full.options.items())))
@@ -206,7 +244,11 @@ class _Plan:
         for name in self.full.options:
             if name not in env.options:
                 raise SymcostError(f"the {self.model_type} mapping sets option '{name}', which {self.spec} does not declare")
-        missing = [d.name for d in env.free_dims() if d.name not in self.full.values and d.name not in ("b", "s")]
+        for name in ("b", *self.lengths):
+            if name not in env.dims:
+                raise SymcostError(f"{self.spec} does not declare the dim '{name}' that validate sets (batch or a sequence length)")
+        runtime = ("b", *self.lengths)
+        missing = [d.name for d in env.free_dims() if d.name not in self.full.values and d.name not in runtime]
         if missing:
             raise SymcostError(f"{self.spec} has dims the {self.model_type} mapping does not set: {', '.join(missing)}")
         self.full_eval = self._evaluator(self.full.values, 1, 1)
@@ -220,8 +262,7 @@ class _Plan:
     def _evaluator(self, values: dict, b: int, s: int):
         from .evaluate import Evaluator
 
-        dims = self.graph.env.dims
-        extra = {k: v for k, v in (("b", b), ("s", s)) if k in dims}
+        extra = {"b": b, **{name: s for name in self.lengths}}
         return Evaluator(self.graph.env, {**values, **extra})
 
     def derived(self, metric: str, values: dict, b: int = 1, s: int = 1) -> int:
@@ -298,14 +339,15 @@ def count_params_meta(model_cls, hf_config) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_tiny(model_cls, hf_config):
+def build_tiny(model_cls, hf_config, inputs: str = "causal_lm"):
     """The tiny model: random weights (seeded, without disturbing the caller's RNG), fp32, on the CPU."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = model_cls(hf_config).to(dtype=torch.float32)
-    model.loss_type = "ForCausalLM"  # GPT2LMHeadModel otherwise logs that loss_type=None is unrecognized
+    if inputs == "causal_lm":
+        model.loss_type = "ForCausalLM"  # GPT2LMHeadModel otherwise logs that loss_type=None is unrecognized
     return model
 
 
@@ -316,25 +358,52 @@ def _ids(model, b: int, s: int):
     return torch.randint(0, model.config.vocab_size, (b, s), generator=gen)
 
 
-def matmul_flops(model, ids, train: bool) -> int:
-    """FlopCounterMode's total for one forward (eval, no_grad) or one forward + backward (train, loss = logits.sum())."""
+def _forward(model, ids, inputs: str = "causal_lm", labels: bool = False):
+    """One forward pass as INPUTS[inputs] describes it; with `labels`, a language model computes its loss too."""
+    if inputs == "causal_lm":
+        return model(ids, labels=ids, use_cache=False) if labels else model(ids, use_cache=False)
+    if inputs == "seq2seq":
+        if labels and getattr(model.config, "decoder_start_token_id", None) is not None:
+            return model(input_ids=ids, labels=ids, use_cache=False)  # decoder inputs: the labels shifted right
+        return model(input_ids=ids, decoder_input_ids=ids, labels=ids if labels else None, use_cache=False)
+    return model(ids)
+
+
+def _loss(out, inputs: str = "causal_lm", labels: bool = False):
+    """What backward starts from: the loss (labels), the logits' sum, or an encoder's outputs summed."""
+    import torch
+
+    if inputs != "encoder":
+        return out.loss if labels else out.logits.sum()
+    total = None
+    for value in out.values():  # a ModelOutput: its non-None fields in order
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            total = value.sum() if total is None else total + value.sum()
+    if total is None:
+        raise SymcostError(f"{type(out).__name__} has no floating-point output to sum")
+    return total
+
+
+def matmul_flops(model, ids, train: bool, inputs: str = "causal_lm") -> int:
+    """FlopCounterMode's total for one forward (eval, no_grad) or one forward + backward (train, loss per INPUTS)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     if train:
         model.train()
         with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as fc:
-            model(ids, use_cache=False).logits.sum().backward()
+            _loss(_forward(model, ids, inputs), inputs).backward()
         model.zero_grad(set_to_none=True)
     else:
         model.eval()
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            model(ids, use_cache=False)
+            _forward(model, ids, inputs)
     return int(fc.get_total_flops())
 
 
-def saved_bytes(model, ids) -> int:
-    """Bytes saved for backward in train mode with a cross-entropy loss (labels=ids), each storage once, no parameters."""
+def saved_bytes(model, ids, inputs: str = "causal_lm") -> int:
+    """Bytes saved for backward in train mode (a language model's cross-entropy loss, labels=ids), each storage once,
+    no parameters."""
     import torch
 
     param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -348,7 +417,7 @@ def saved_bytes(model, ids) -> int:
     model.train()
     with torch.random.fork_rng(devices=[]):
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = model(ids, labels=ids, use_cache=False).loss
+            loss = _loss(_forward(model, ids, inputs, labels=True), inputs, labels=True)
         total = sum(n for ptr, n in seen.items() if ptr not in param_storages)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -385,7 +454,7 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
     config_cls = _hf_class(transformers, plan.config_name)
     result = Result(
         plan.model_type, source, plan.spec, plan.class_name, dict(plan.full.options), dict(plan.full.values),
-        versions={"torch": torch.__version__, "transformers": transformers.__version__},
+        versions={"torch": torch.__version__, "transformers": transformers.__version__}, inputs=plan.inputs,
     )
     import warnings
 
@@ -394,7 +463,7 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
         if "params" in parts:
             progress_fn(f"building {plan.class_name} for {source} on meta…")
             measured = _build(f"full-size {plan.class_name}", source, count_params_meta, model_cls,
-                              _hf_config(config_cls, config, source))
+                              _hf_config(config_cls, config, source, **plan.kwargs))
             result.checks.append(Check("params", plan.derived("params", plan.full.values), measured, True, "full"))
         if need_tiny:
             values = plan.tiny.values
@@ -402,8 +471,9 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
             dims = " ".join(f"{k}={v}" for k, v in values.items())
             progress_fn(f"measuring a tiny {plan.class_name} ({dims}, fp32, eager) at "
                         f"{', '.join(f'{b}x{s}' for b, s in shapes)}…")
-            tiny_hf = _hf_config(config_cls, plan.tiny_config, f"{source} (tiny)", attn_implementation="eager")
-            model = _build(f"tiny {plan.class_name}", source, build_tiny, model_cls, tiny_hf)
+            tiny_hf = _hf_config(config_cls, plan.tiny_config, f"{source} (tiny)",
+                                 **{**plan.kwargs, "attn_implementation": "eager"})
+            model = _build(f"tiny {plan.class_name}", source, build_tiny, model_cls, tiny_hf, plan.inputs)
             n = sum(p.numel() for p in model.parameters())
             result.checks.append(Check("tiny_params", plan.derived("params", values), n, True, "tiny"))
             for b, s in shapes:
@@ -411,12 +481,14 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
                 if "flops" in parts:
                     fwd = plan.derived("matmul_flops_fwd", values, b, s)
                     bwd = plan.derived("matmul_flops_bwd", values, b, s)
-                    result.checks.append(Check("matmul_flops_fwd", fwd, matmul_flops(model, ids, False), True, "tiny", b, s))
-                    result.checks.append(
-                        Check("matmul_flops_fwd_bwd", fwd + bwd, matmul_flops(model, ids, True), True, "tiny", b, s))
+                    measured = matmul_flops(model, ids, False, plan.inputs)
+                    result.checks.append(Check("matmul_flops_fwd", fwd, measured, True, "tiny", b, s))
+                    measured = matmul_flops(model, ids, True, plan.inputs)
+                    result.checks.append(Check("matmul_flops_fwd_bwd", fwd + bwd, measured, True, "tiny", b, s))
                 if "saved" in parts:
                     act = plan.derived("activation_bytes", values, b, s)
-                    result.checks.append(Check("activation_bytes", act, saved_bytes(model, ids), False, "tiny", b, s))
+                    measured = saved_bytes(model, ids, plan.inputs)
+                    result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s))
     return result
 
 
@@ -450,8 +522,12 @@ def render_text(r: Result) -> str:
     out.append(f"full size: {full}{'  ' + opts if opts else ''}  (meta device)")
     if r.tiny_dims:
         tiny = " ".join(f"{k}={v}" for k, v in r.tiny_dims.items())
-        out.append(f"tiny:      {tiny}  (fp32, eager attention, random weights; FLOPs with loss = logits.sum(), "
-                   "saved bytes with a cross-entropy loss)")
+        how = INPUTS[r.inputs]
+        saved = "a cross-entropy loss" if r.inputs != "encoder" else "the same loss"
+        out.append(f"tiny:      {tiny}  (fp32, eager attention, random weights; FLOPs with loss = "
+                   f"{'logits.sum()' if r.inputs != 'encoder' else 'the sum of the outputs'}, saved bytes with {saved})")
+        if r.inputs != "causal_lm":
+            out.append(f"           called as {how['call']}")
     out.append("")
     head = ("quantity", "derived", "measured", "difference", "")
     rows = [(c.label(), _num(c.derived), _num(c.measured), _diff(c), _mark(c)) for c in r.checks]

@@ -37,7 +37,7 @@ def test_json_schema_and_values(capsys):
     assert code == 0 and doc["schema"] == "symcost.derive/1"
     assert doc["totals"]["params"]["value"] == 124_439_808
     metrics = {"params", "active_params", "flops_fwd", "matmul_flops_fwd", "flops_bwd", "matmul_flops_bwd",
-               "activation_bytes", "weight_bytes", "io_bytes", "kv_cache_bytes"}
+               "activation_bytes", "weight_bytes", "io_bytes", "kv_cache_bytes", "flops_recompute", "comm_bytes"}
     assert set(doc["totals"]) == metrics
     layer = next(b for b in doc["blocks"] if b["path"] == "layer")
     assert layer["repeat"] == {"expr": "L", "value": 12}

@@ -27,7 +27,9 @@ def document(report: Report, ev: Evaluator) -> dict:
     return {
         "schema": SCHEMA,
         "model": {"name": g.name, "title": g.title, "file": g.file},
+        "phase": report.graph.phase,
         "conventions": {
+            **(report.settings.describe() if report.settings else {}),
             "flops": report.convention,
             "dtype": env.default_dtype.name,
             "dtype_bytes": int(env.default_dtype.nbytes) if env.default_dtype.nbytes.is_Integer else str(env.default_dtype.nbytes),

@@ -17,6 +17,8 @@ LABELS = {
     "weight_bytes": r"M_{\text{weights}}",
     "io_bytes": r"Q_{\text{io}}",
     "kv_cache_bytes": r"M_{\text{KV}}",
+    "flops_recompute": r"C_{\text{recompute}}",
+    "comm_bytes": r"Q_{\text{comm}}",
 }
 
 

@@ -24,7 +24,20 @@ def conventions_line(report: Report) -> str:
         "exact": "an [M,K]@[K,N] product counts M·N·(2K−1) FLOPs",
     }[report.convention]
     dt = report.env.default_dtype
-    return f"{conv} · default dtype {dt.name} ({dt.nbytes} bytes) · activations: tensors saved for backward, each once"
+    parts = [f"phase {report.graph.phase}", conv, f"default dtype {dt.name} ({dt.nbytes} bytes)"]
+    st = report.settings
+    if st is not None:
+        if st.causal == "half":
+            parts.append("causal attention products counted half")
+        if st.recompute != "none":
+            parts.append(f"{st.recompute} recomputation")
+        if st.flash:
+            parts.append("fused attention (FlashAttention)")
+        if st.tp is not None:
+            parts.append(f"per device of tensor-parallel degree {st.tp}" + (" with sequence parallelism" if st.sp else ""))
+    if report.graph.phase == "train":
+        parts.append("activations: tensors saved for backward, each once")
+    return " · ".join(parts)
 
 
 class _Writer:

@@ -1,0 +1,278 @@
+"""Accelerator descriptions for roofline bounds: peak FLOP/s per dtype, memory bandwidth and size, interconnect.
+
+One JSON file per device. The shipped ones are `specs/hardware/<name>.json` (installed as
+`symcost.specs.hardware`); a user file is any path to a JSON object of the same shape:
+
+    {
+      "name": "h100-sxm",                         required, text
+      "title": "NVIDIA H100 SXM5 80 GB",          optional, text
+      "peak_flops": {"bf16": 989.4e12, ...},      required: dense (no sparsity) FLOP/s per dtype; keys from
+                                                  fp64 fp32 tf32 bf16 fp16 fp8 fp6 fp4 int8 int4 (ops/s for ints)
+      "memory_bandwidth": 3.35e12,                required: bytes/s
+      "memory_bytes": 80e9,                       required: bytes
+      "memory_kind": "HBM3",                      optional, text
+      "interconnect": {"kind": "NVLink 4", "bandwidth": 900e9, "bidirectional": true},
+                                                  required: bytes/s; bidirectional (optional) says the figure
+                                                  is the total of both directions
+      "sources": ["vendor datasheet ..."],        required: where each figure was published
+      "notes": "..."                              optional, text or a list of texts
+    }
+
+Every number becomes an exact SymPy Rational (989.4e12 → 989400000000000), so bounds stay exact.
+Problems (an unknown name, a missing or ill-typed field, a misspelt key) are SymcostErrors with a
+"did you mean" hint.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import sympy as sp
+
+from .errors import SymcostError, suggest
+from .hf import specs_dir
+
+PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp6", "fp4", "int8", "int4")
+_FIELDS = {
+    "name": "the device's name (text)",
+    "title": "a display name (text)",
+    "peak_flops": "dense peak FLOP/s per dtype, an object such as {\"bf16\": 989.4e12}",
+    "memory_bandwidth": "memory bandwidth in bytes/s (a positive number)",
+    "memory_bytes": "memory size in bytes (a positive number)",
+    "memory_kind": "the memory technology (text)",
+    "interconnect": "an object {\"kind\": text, \"bandwidth\": bytes/s, \"bidirectional\": true|false}",
+    "sources": "a list of texts naming where each figure was published",
+    "notes": "text, or a list of texts",
+}
+_REQUIRED = ("name", "peak_flops", "memory_bandwidth", "memory_bytes", "interconnect", "sources")
+_LINK_FIELDS = ("kind", "bandwidth", "bidirectional")
+MAX_FILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    kind: str
+    bandwidth: sp.Rational  # bytes/s as published
+    bidirectional: bool | None = None  # True: `bandwidth` is both directions together; None: not stated
+
+    @property
+    def per_direction(self) -> sp.Rational:
+        """Bytes/s one way: half a bidirectional total, else the published figure."""
+        return self.bandwidth / 2 if self.bidirectional else self.bandwidth
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    title: str
+    peak_flops: dict  # dtype name -> exact dense FLOP/s
+    memory_bandwidth: sp.Rational  # bytes/s
+    memory_bytes: sp.Rational
+    memory_kind: str | None
+    interconnect: Interconnect
+    sources: tuple
+    notes: tuple = ()
+    path: str | None = None
+
+    def peak(self, dtype: str) -> sp.Rational:
+        """Dense peak FLOP/s for a dtype name (`report.env.default_dtype.name`); an error lists what exists."""
+        if dtype in self.peak_flops:
+            return self.peak_flops[dtype]
+        have = ", ".join(self.peak_flops)
+        raise SymcostError(
+            f"device '{self.name}' has no published {dtype} peak (it has: {have})",
+            None,
+            suggest(dtype, self.peak_flops) or "choose the dtype with --dtype, or add it to the device file",
+        )
+
+    def ridge_point(self, dtype: str) -> sp.Rational:
+        """FLOPs per byte at which an op turns from memory-bound to compute-bound: peak / bandwidth."""
+        return self.peak(dtype) / self.memory_bandwidth
+
+
+def shipped_dir() -> Path:
+    return specs_dir() / "hardware"
+
+
+def list_devices() -> dict[str, Path]:
+    """Shipped device names → their files."""
+    d = shipped_dir()
+    return {p.stem: p for p in sorted(d.glob("*.json"))} if d.is_dir() else {}
+
+
+def load_device(name_or_path: str | Path) -> Device:
+    """A shipped device by name (`h100-sxm`), or a user's device file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if isinstance(name_or_path, Path) or path.is_file() or "/" in text or "\\" in text or text.endswith(".json"):
+        return read_device(path)
+    table = list_devices()
+    if text not in table:
+        if not table:
+            raise SymcostError(
+                f"no shipped hardware files found in {shipped_dir()} (the package data 'symcost.specs.hardware' is missing)"
+            )
+        raise SymcostError(
+            f"unknown device '{text}'; shipped: {', '.join(table)}",
+            None,
+            suggest(text, table) or "or give the path to a device JSON file",
+        )
+    return read_device(table[text])
+
+
+def read_device(path: str | Path) -> Device:
+    """Read and check one device file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SymcostError(f"hardware file {path} is larger than {MAX_FILE_BYTES} bytes")
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SymcostError(f"hardware file {path} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        hint = suggest(path.stem, list_devices()) if not path.exists() else None
+        raise SymcostError(f"cannot read hardware file {path}: {e.strerror}", None, hint) from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise SymcostError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except (ValueError, RecursionError) as e:
+        raise SymcostError(f"{path} cannot be read as a device: {str(e)[:120]}") from None
+    return device_from_dict(data, str(path))
+
+
+def device_from_dict(data, source: str = "<device>") -> Device:
+    """Check a parsed device object field by field; `source` names it in errors."""
+    if not isinstance(data, dict):
+        raise SymcostError(f"{source}: a device file holds a JSON object, not {_kind(data)}")
+    for key in data:
+        if key not in _FIELDS:
+            raise SymcostError(f"{source}: unknown field '{key}'", None, suggest(key, _FIELDS) or f"fields: {', '.join(_FIELDS)}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise SymcostError(f"{source}: missing field '{key}': {_FIELDS[key]}")
+    name = _text(data["name"], "name", source)
+    peaks = data["peak_flops"]
+    if not isinstance(peaks, dict) or not peaks:
+        raise SymcostError(f"{source}: 'peak_flops' must be a non-empty object of dtype → FLOP/s, not {_kind(peaks)}")
+    peak_flops = {}
+    for dtype, value in peaks.items():
+        if dtype not in PEAK_DTYPES:
+            raise SymcostError(
+                f"{source}: unknown dtype '{dtype}' in 'peak_flops'", None,
+                suggest(dtype, PEAK_DTYPES) or f"dtypes: {', '.join(PEAK_DTYPES)}",
+            )
+        peak_flops[dtype] = _positive(value, f"peak_flops.{dtype}", source)
+    link = data["interconnect"]
+    if not isinstance(link, dict):
+        raise SymcostError(f"{source}: 'interconnect' must be {_FIELDS['interconnect']}, not {_kind(link)}")
+    for key in link:
+        if key not in _LINK_FIELDS:
+            raise SymcostError(f"{source}: unknown field 'interconnect.{key}'", None, suggest(key, _LINK_FIELDS))
+    for key in ("kind", "bandwidth"):
+        if key not in link:
+            raise SymcostError(f"{source}: missing field 'interconnect.{key}'")
+    bidir = link.get("bidirectional")
+    if bidir is not None and not isinstance(bidir, bool):
+        raise SymcostError(f"{source}: 'interconnect.bidirectional' must be true or false, not {_kind(bidir)}")
+    sources = data["sources"]
+    if not isinstance(sources, list) or not sources:
+        raise SymcostError(f"{source}: 'sources' must be {_FIELDS['sources']} (at least one), not {_kind(sources)}")
+    notes = data.get("notes", ())
+    notes = (notes,) if isinstance(notes, str) else notes
+    if not isinstance(notes, (list, tuple)):
+        raise SymcostError(f"{source}: 'notes' must be {_FIELDS['notes']}, not {_kind(notes)}")
+    return Device(
+        name=name,
+        title=_text(data["title"], "title", source) if "title" in data else name,
+        peak_flops=peak_flops,
+        memory_bandwidth=_positive(data["memory_bandwidth"], "memory_bandwidth", source),
+        memory_bytes=_positive(data["memory_bytes"], "memory_bytes", source),
+        memory_kind=_text(data["memory_kind"], "memory_kind", source) if "memory_kind" in data else None,
+        interconnect=Interconnect(
+            _text(link["kind"], "interconnect.kind", source),
+            _positive(link["bandwidth"], "interconnect.bandwidth", source),
+            bidir,
+        ),
+        sources=tuple(_text(s, "sources[]", source) for s in sources),
+        notes=tuple(_text(n, "notes[]", source) for n in notes),
+        path=source,
+    )
+
+
+def _kind(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    return {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _text(v, field: str, source: str) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise SymcostError(f"{source}: '{field}' must be non-empty text, not {_kind(v)}")
+    return v
+
+
+def _positive(v, field: str, source: str) -> sp.Rational:
+    """A positive finite JSON number as an exact Rational (floats read through their shortest repr)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SymcostError(f"{source}: '{field}' must be a positive number, not {_kind(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise SymcostError(f"{source}: '{field}' must be a finite number, not {v}")
+    if v <= 0:
+        raise SymcostError(f"{source}: '{field}' must be positive, not {v}")
+    frac = Fraction(repr(v)) if isinstance(v, float) else Fraction(v)
+    return sp.Rational(frac.numerator, frac.denominator)
+
+
+# ---- a table of devices --------------------------------------------------------------------------------
+def _si(x, unit: str) -> str:
+    if unit == "B" and int(x) == x and int(x) % 2**30 == 0 and int(x) % 10**9:
+        return f"{int(x) // 2**30} GiB"  # capacities published in GiB (Google's TPUs)
+    v = float(x)
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G")):
+        if v >= scale:
+            return f"{v / scale:,.4g} {prefix}{unit}"
+    return f"{v:,.4g} {unit}"
+
+
+def device_rows(devices=None, dtype: str = "bf16") -> list[dict]:
+    """One row per device: name, peak (dense) for `dtype`, bandwidth, memory, interconnect, first source."""
+    devs = devices if devices is not None else [load_device(n) for n in list_devices()]
+    rows = []
+    for d in devs:
+        rows.append({
+            "device": d.name,
+            "title": d.title,
+            f"peak_{dtype}": float(d.peak_flops[dtype]) if dtype in d.peak_flops else None,
+            "memory_bandwidth": float(d.memory_bandwidth),
+            "memory_bytes": float(d.memory_bytes),
+            "interconnect": f"{d.interconnect.kind}, {_si(d.interconnect.bandwidth, 'B/s')}",
+            "source": d.sources[0].split(" (")[0].split(":")[0],
+        })
+    return rows
+
+
+def render_devices(devices=None, dtype: str = "bf16", fmt: str = "text") -> str:
+    """The device table as text, markdown or JSON (for a `symcost hardware` command and docs)."""
+    rows = device_rows(devices, dtype)
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    head = ("device", f"peak {dtype} dense", "memory bandwidth", "memory", "interconnect", "source")
+    body = [
+        (r["device"], _si(r[f"peak_{dtype}"], "FLOP/s") if r[f"peak_{dtype}"] else "—",
+         _si(r["memory_bandwidth"], "B/s"), _si(r["memory_bytes"], "B"), r["interconnect"], r["source"])
+        for r in rows
+    ]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---:", "---:", "---:", "---", "---"]) + "|"]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join(lines) + "\n"
+    if fmt != "text":
+        raise SymcostError(f"unknown format '{fmt}'; use text, markdown or json", None, suggest(fmt, ("text", "markdown", "json")))
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in (head, *body))

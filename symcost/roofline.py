@@ -1,0 +1,400 @@
+"""Roofline lower bounds: per op, per model and per phase, as closed forms and (with an Evaluator) numbers.
+
+The roofline model (Williams, Waterman & Patterson 2009): an op that does F FLOPs and moves B bytes between
+memory and the chip cannot finish sooner than
+
+    time ≥ max(F / peak, B / bandwidth)
+
+Its arithmetic intensity I = F / B (FLOPs per byte) against the device's ridge point peak / bandwidth says
+which term binds: I above the ridge is compute-bound, below it memory-bound.
+
+Inputs, per op, from a Report: F = `flops_fwd` (matmuls and elementwise work, forward) and B = `io_bytes`
+(bytes read plus bytes written; docs/semantics.md). For `[M,K] @ [K,N]` in a dtype of w bytes that is
+I = 2MKN / ((MK + KN + MN)·w). The peak is the device's dense peak for the report's default dtype
+(`report.env.default_dtype.name`) — elementwise FLOPs run on slower vector units, so using the tensor peak
+for them keeps the bound a lower bound. `io_bytes` assumes no fusion and no cache reuse; the per-op bounds
+summed are a lower bound for an unfused implementation. The phase summaries instead use only the bytes any
+implementation must move (every weight read once, plus the KV cache when the report has `kv_cache_bytes`),
+so they are lower bounds on time (upper bounds on throughput) for any implementation.
+
+Every function here takes and returns SymPy expressions (or plain numbers) and works without a Report.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .errors import SymcostError, suggest
+
+Expr = sp.Expr
+ZERO = sp.Integer(0)
+
+
+# ---- pure closed forms -----------------------------------------------------------------------------------
+def intensity(flops: Expr, bytes_moved: Expr) -> Expr | None:
+    """Arithmetic intensity F / B in FLOPs per byte (None when nothing is moved)."""
+    bytes_moved = sp.sympify(bytes_moved) if isinstance(bytes_moved, (int, float)) else bytes_moved
+    if bytes_moved == 0:
+        return None
+    return sp.cancel(flops / bytes_moved)
+
+
+def ridge_point(peak: Expr, bandwidth: Expr) -> Expr:
+    """The intensity (FLOPs/byte) where compute time equals memory time: peak / bandwidth."""
+    return sp.sympify(peak) / bandwidth if isinstance(peak, (int, float)) else peak / bandwidth
+
+
+def compute_time(flops: Expr, peak: Expr) -> Expr:
+    return flops / _num(peak)
+
+
+def memory_time(bytes_moved: Expr, bandwidth: Expr) -> Expr:
+    return bytes_moved / _num(bandwidth)
+
+
+def time_lower_bound(flops: Expr, bytes_moved: Expr, peak: Expr, bandwidth: Expr) -> Expr:
+    """max(F / peak, B / bandwidth), in seconds."""
+    return sp.Max(compute_time(flops, peak), memory_time(bytes_moved, bandwidth))
+
+
+def bound(flops: Expr, bytes_moved: Expr, peak: Expr, bandwidth: Expr) -> str:
+    """'compute', 'memory', 'balanced', or 'depends' (the sign of F·bandwidth − B·peak is not fixed by the dims)."""
+    diff = sp.expand(_num(flops) * _num(bandwidth) - _num(bytes_moved) * _num(peak))
+    if diff == 0:
+        return "balanced"
+    if diff.is_positive:
+        return "compute"
+    if diff.is_negative:
+        return "memory"
+    return "depends"
+
+
+def prefill_latency(flops: Expr, bytes_moved: Expr, peak: Expr, bandwidth: Expr) -> Expr:
+    """Lower bound on the time to process a prompt: max(forward FLOPs / peak, bytes that must move / bandwidth)."""
+    return time_lower_bound(flops, bytes_moved, peak, bandwidth)
+
+
+def decode_tokens_per_s(step_flops: Expr, step_bytes: Expr, peak: Expr, bandwidth: Expr, batch: Expr = 1) -> Expr:
+    """Upper bound on generated tokens/s: one step makes `batch` tokens and takes ≥ max(F/peak, B/bandwidth).
+
+    step_bytes should be at least the weights plus the KV cache read once per step (memory-bound at small b).
+    """
+    return _num(batch) / time_lower_bound(step_flops, step_bytes, peak, bandwidth)
+
+
+def train_step_time(
+    flops_fwd: Expr, flops_bwd: Expr, peak: Expr, recompute_flops: Expr = 0, bytes_moved: Expr = 0, bandwidth: Expr | None = None
+) -> Expr:
+    """Lower bound on one training step: (forward + backward + recomputed forward FLOPs) / peak.
+
+    With `bytes_moved` and `bandwidth`, the max with the memory time instead.
+    """
+    flops = flops_fwd + flops_bwd + recompute_flops
+    if bandwidth is None or bytes_moved == 0:
+        return compute_time(flops, peak)
+    return time_lower_bound(flops, bytes_moved, peak, bandwidth)
+
+
+def mfu(model_flops: Expr, step_time: Expr, peak: Expr, devices: Expr = 1) -> Expr:
+    """Model FLOPs utilisation: model FLOPs per step / (measured step time × peak × devices).
+
+    Model FLOPs exclude recomputation (counting it gives the hardware FLOPs utilisation, HFU).
+    """
+    return _num(model_flops) / (_num(step_time) * _num(peak) * _num(devices))
+
+
+def _num(x):
+    if isinstance(x, bool):
+        raise SymcostError(f"expected a number or expression, not {x!r}")
+    if isinstance(x, int):
+        return sp.Integer(x)
+    if isinstance(x, float):
+        return sp.Rational(repr(x))
+    return x
+
+
+# ---- from a Report ---------------------------------------------------------------------------------------
+def peak_for(report, device, dtype: str | None = None) -> Expr:
+    """The device's dense peak for `dtype`, by default the report's default dtype."""
+    return device.peak(dtype or report.env.default_dtype.name)
+
+
+@dataclass(frozen=True)
+class OpBound:
+    """One op's roofline, per instance; `mult` is how many times it runs."""
+
+    path: str
+    op: str
+    mult: Expr
+    flops: Expr
+    bytes: Expr
+    intensity: Expr | None
+    compute_time: Expr
+    memory_time: Expr
+    time: Expr  # max(compute_time, memory_time), per instance
+    bound: str  # compute | memory | balanced | depends (symbolically)
+
+    def values(self, evaluator) -> dict:
+        """Numbers (floats, seconds) for an evaluator that sets every dim the op depends on."""
+        f, b, m = _value(evaluator, self.flops), _value(evaluator, self.bytes), _value(evaluator, self.mult)
+        ct, mt = _value(evaluator, self.compute_time), _value(evaluator, self.memory_time)
+        if None in (f, b, ct, mt):
+            return {"flops": f, "bytes": b, "mult": m, "intensity": None, "time": None, "total_time": None, "bound": self.bound}
+        t = max(ct, mt)
+        kind = "compute" if ct > mt else "memory" if mt > ct else "balanced"
+        return {
+            "flops": f, "bytes": b, "mult": m, "intensity": f / b if b else None,
+            "compute_time": ct, "memory_time": mt, "time": t, "total_time": t * m if m is not None else None, "bound": kind,
+        }
+
+
+@dataclass(frozen=True)
+class Roofline:
+    device: str
+    dtype: str
+    peak: Expr
+    bandwidth: Expr
+    ops: list
+    flops_metric: str
+    bytes_metric: str
+
+    @property
+    def ridge(self) -> Expr:
+        return self.peak / self.bandwidth
+
+    @property
+    def total_time(self) -> Expr:
+        """Σ over ops of runs × max(F/peak, B/bandwidth): the model's unfused lower bound."""
+        return sp.Add(*(o.mult * o.time for o in self.ops))
+
+    @property
+    def compute_floor(self) -> Expr:
+        """Σ F / peak: the bound if every op were compute-bound (≤ total_time)."""
+        return sp.expand(sp.Add(*(o.mult * o.flops for o in self.ops)) / self.peak)
+
+    @property
+    def memory_floor(self) -> Expr:
+        """Σ B / bandwidth: the bound if every op were memory-bound (≤ total_time)."""
+        return sp.expand(sp.Add(*(o.mult * o.bytes for o in self.ops)) / self.bandwidth)
+
+    def render(self, evaluator=None, fmt: str = "text") -> str:
+        return render_roofline(self, evaluator, fmt)
+
+
+def roofline(report, device, dtype: str | None = None, flops_metric: str = "flops_fwd", bytes_metric: str = "io_bytes") -> Roofline:
+    """Per-op roofline bounds of a Report on a Device (ops that neither compute nor move bytes are left out)."""
+    for m in (flops_metric, bytes_metric):
+        if m not in report.totals:
+            raise SymcostError(f"unknown metric '{m}'", None, suggest(m, report.totals))
+    dtype = dtype or report.env.default_dtype.name
+    peak, bw = device.peak(dtype), device.memory_bandwidth
+    rows = []
+    for r in report.ops:
+        f, b = r.metrics[flops_metric], r.metrics[bytes_metric]
+        if f == 0 and b == 0:
+            continue
+        ct, mt = compute_time(f, peak), memory_time(b, bw)
+        rows.append(OpBound(r.node.path, r.node.op, r.node.mult, f, b, intensity(f, b), ct, mt, sp.Max(ct, mt), bound(f, b, peak, bw)))
+    return Roofline(device.name, dtype, peak, bw, rows, flops_metric, bytes_metric)
+
+
+@dataclass(frozen=True)
+class PhaseSummary:
+    """Lower bounds for one phase: time ≥ max(flops/peak, bytes/bandwidth); throughput ≤ tokens / time."""
+
+    phase: str
+    device: str
+    dtype: str
+    flops: Expr
+    bytes: Expr
+    tokens: Expr  # tokens one step produces or processes
+    peak: Expr
+    bandwidth: Expr
+    notes: tuple = ()
+
+    @property
+    def compute_time(self) -> Expr:
+        return compute_time(self.flops, self.peak)
+
+    @property
+    def memory_time(self) -> Expr:
+        return memory_time(self.bytes, self.bandwidth)
+
+    @property
+    def time(self) -> Expr:
+        return sp.Max(self.compute_time, self.memory_time)
+
+    @property
+    def tokens_per_s(self) -> Expr:
+        return self.tokens / self.time
+
+    def values(self, evaluator) -> dict:
+        ct, mt, tok = _value(evaluator, self.compute_time), _value(evaluator, self.memory_time), _value(evaluator, self.tokens)
+        if ct is None or mt is None:
+            return {"compute_time": ct, "memory_time": mt, "time": None, "tokens_per_s": None, "bound": None}
+        t = max(ct, mt)
+        return {
+            "compute_time": ct, "memory_time": mt, "time": t, "tokens_per_s": tok / t if tok is not None and t else None,
+            "bound": "compute" if ct > mt else "memory" if mt > ct else "balanced",
+        }
+
+    def mfu(self, step_time, evaluator=None, devices=1):
+        """MFU of a measured step time against this phase's FLOPs (a number with an evaluator, else a form)."""
+        e = mfu(self.flops, step_time, self.peak, devices)
+        return _value(evaluator, e) if evaluator is not None else e
+
+    def describe(self, evaluator=None, forms=None) -> str:
+        show = (lambda e: forms.text(sp.expand(e))) if forms is not None else sp.sstr
+        lines = [f"{self.phase} on {self.device} ({self.dtype} peak {_si(self.peak, 'FLOP/s')}, "
+                 f"memory {_si(self.bandwidth, 'B/s')}; ridge {float(self.peak / self.bandwidth):.1f} FLOP/B)"]
+        lines.append(f"  FLOPs            {show(self.flops)}")
+        lines.append(f"  bytes            {show(self.bytes)}")
+        v = self.values(evaluator) if evaluator is not None else None
+        if v and v["time"] is not None:
+            lines.append(f"  compute time  ≥  {_seconds(v['compute_time'])}")
+            if self.bytes != 0:
+                lines.append(f"  memory time   ≥  {_seconds(v['memory_time'])}")
+            lines.append(f"  time          ≥  {_seconds(v['time'])}  ({v['bound']}-bound)")
+            if v["tokens_per_s"] is not None:
+                lines.append(f"  tokens/s      ≤  {v['tokens_per_s']:,.1f}")
+        else:
+            lines.append(f"  time          ≥  max({show(self.compute_time)}, {show(self.memory_time)}) s")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines) + "\n"
+
+    def to_json(self, evaluator=None) -> dict:
+        out = {"phase": self.phase, "device": self.device, "dtype": self.dtype,
+               "flops": str(self.flops), "bytes": str(self.bytes), "tokens": str(self.tokens),
+               "peak": float(self.peak), "bandwidth": float(self.bandwidth), "notes": list(self.notes)}
+        out["values"] = self.values(evaluator) if evaluator is not None else None
+        return out
+
+
+PHASES = ("prefill", "decode", "train")
+
+
+def phase_summary(
+    report, device, phase: str, dtype: str | None = None, recompute_flops: Expr | None = None,
+    tokens: Expr | None = None,
+) -> PhaseSummary:
+    """Lower bounds for a phase from a Report's totals.
+
+    prefill: forward FLOPs; bytes = weights (+ KV cache written); tokens b·s; time is the latency bound.
+    decode:  the report's forward FLOPs are one step (derive it with --phase decode); bytes = weights + KV
+             cache; tokens b per step, so tokens/s is b / max(F/peak, B/bandwidth).
+    train:   FLOPs = forward + backward (+ recompute: `recompute_flops`, or a `flops_recompute` total when the
+             report has one); compute-only (bytes 0); tokens b·s per step.
+    `tokens` overrides the default (b and s are the report's dims of those names, 1 if absent).
+    """
+    if phase not in PHASES:
+        raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
+    t = report.totals
+    dtype = dtype or report.env.default_dtype.name
+    peak, bw = device.peak(dtype), device.memory_bandwidth
+    b, s = _dim(report, "b"), _dim(report, "s")
+    kv = t.get("kv_cache_bytes", ZERO)
+    notes = []
+    if phase == "train":
+        rec = recompute_flops if recompute_flops is not None else t.get("flops_recompute", ZERO)
+        flops, nbytes, ntok = t["flops_fwd"] + t["flops_bwd"] + rec, ZERO, b * s
+        notes.append("compute-only bound: forward + backward" + (" + recomputation" if rec != 0 else "") + " FLOPs at peak")
+    else:
+        flops, nbytes = t["flops_fwd"], t["weight_bytes"] + kv
+        ntok = b * s if phase == "prefill" else b
+        if phase == "decode":
+            notes.append("FLOPs: the report's forward pass is taken as one decode step (derive it with --phase decode)")
+        notes.append("bytes: every weight read once" + (" plus the KV cache" if kv != 0 else " (no kv_cache_bytes in this report)"))
+    return PhaseSummary(phase, device.name, dtype, sp.expand(flops), sp.expand(nbytes), tokens if tokens is not None else ntok,
+                        peak, bw, tuple(notes))
+
+
+def model_flops(report, matmul_only: bool = True) -> Expr:
+    """FLOPs of one training step for MFU: forward + backward, matmuls only by default (the PaLM convention,
+    against a tensor-core peak); recomputation is never included."""
+    t = report.totals
+    if matmul_only:
+        return t["matmul_flops_fwd"] + t["matmul_flops_bwd"]
+    return t["flops_fwd"] + t["flops_bwd"]
+
+
+def mfu_for(report, device, step_time, evaluator=None, devices=1, dtype: str | None = None, matmul_only: bool = True):
+    """MFU of a measured training step (seconds) over `devices` devices; a number with an evaluator."""
+    e = mfu(model_flops(report, matmul_only), step_time, peak_for(report, device, dtype), devices)
+    return _value(evaluator, e) if evaluator is not None else e
+
+
+def _dim(report, name: str) -> Expr:
+    d = report.env.dims.get(name)
+    if d is None:
+        return sp.Integer(1)
+    return d.definition if d.definition is not None else d.symbol
+
+
+# ---- rendering -------------------------------------------------------------------------------------------
+def _value(evaluator, expr):
+    """A float from an evaluator, or None when dims are missing."""
+    if expr is None:
+        return None
+    v = evaluator(expr) if evaluator is not None else expr
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, sp.Expr) and v.is_number:
+        return float(v)
+    return None
+
+
+def _si(x, unit: str) -> str:
+    v = float(x)
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.4g} {prefix}{unit}"
+    return f"{v:.4g} {unit}"
+
+
+def _seconds(t: float) -> str:
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t / 1e-9:.3g} ns"
+
+
+def render_roofline(rf: Roofline, evaluator=None, fmt: str = "text") -> str:
+    """Per-op table (text or JSON): FLOPs, bytes, intensity, bound and time, with the model's sums."""
+    vals = [o.values(evaluator) if evaluator is not None else None for o in rf.ops]
+    total = _value(evaluator, rf.total_time) if evaluator is not None else None
+    if fmt == "json":
+        out = {
+            "device": rf.device, "dtype": rf.dtype, "peak": float(rf.peak), "bandwidth": float(rf.bandwidth),
+            "ridge": float(rf.ridge), "flops": rf.flops_metric, "bytes": rf.bytes_metric,
+            "total_time": {"expr": str(rf.total_time), "value": total},
+            "ops": [
+                {"path": o.path, "op": o.op, "repeat": str(o.mult), "flops": str(o.flops), "bytes": str(o.bytes),
+                 "intensity": None if o.intensity is None else str(o.intensity), "bound": (v or {}).get("bound", o.bound),
+                 "values": v}
+                for o, v in zip(rf.ops, vals)
+            ],
+        }
+        return json.dumps(out, indent=2) + "\n"
+    if fmt != "text":
+        raise SymcostError(f"unknown format '{fmt}'; use text or json", None, suggest(fmt, ("text", "json")))
+    head = f"roofline on {rf.device}: {rf.dtype} peak {_si(rf.peak, 'FLOP/s')}, memory {_si(rf.bandwidth, 'B/s')}, ridge {float(rf.ridge):.1f} FLOP/B"
+    lines = [head, f"(per op: {rf.flops_metric} and {rf.bytes_metric}; time ≥ max(FLOPs/peak, bytes/bandwidth); no fusion)"]
+    if evaluator is None or any(v is None or v["time"] is None for v in vals):
+        w = max([len(o.path) for o in rf.ops] + [4])
+        for o in rf.ops:
+            inten = "—" if o.intensity is None else sp.sstr(o.intensity)
+            lines.append(f"  {o.path.ljust(w)}  ×{sp.sstr(o.mult):<4} intensity {inten}   {o.bound}")
+        lines.append(f"model ≥ {sp.sstr(rf.total_time)} s")
+        return "\n".join(lines) + "\n"
+    rows = [("op", "×", "FLOPs", "bytes", "FLOP/B", "bound", "time", "× runs")]
+    for o, v in zip(rf.ops, vals):
+        rows.append((o.path, f"{v['mult']:g}", _si(v["flops"], ""), _si(v["bytes"], "B"),
+                     "—" if v["intensity"] is None else f"{v['intensity']:.1f}", v["bound"], _seconds(v["time"]), _seconds(v["total_time"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    lines.append(f"model ≥ {_seconds(total)} (sum of per-op bounds); compute floor {_seconds(_value(evaluator, rf.compute_floor))}, "
+                 f"memory floor {_seconds(_value(evaluator, rf.memory_floor))}")
+    return "\n".join(lines) + "\n"

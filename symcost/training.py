@@ -1,0 +1,324 @@
+"""Training-state memory and data-parallel traffic as closed forms (the ZeRO accounting).
+
+What is counted, per device, in bytes (1 GB = 10⁹ bytes when printed):
+
+  weight_bytes      the weights the forward and backward passes read: Ψ × weight bytes (2 in bf16/fp16)
+  gradient_bytes    one gradient per weight, at the gradient dtype
+  optimizer_bytes   everything only the optimizer step touches: the fp32 master copy of the weights
+                    (mixed precision only) plus the optimizer's per-parameter states (Adam: momentum and
+                    variance; AMSGrad adds the running maximum of the variance; SGD with momentum: one buffer)
+
+Ψ is the parameter count (`report.totals["params"]`, every expert of a mixture included: all of them are
+trained). Not counted: activations (`report.totals["activation_bytes"]`), the optimizer's step counter
+(PyTorch keeps one scalar per parameter tensor), temporary buffers, communication buckets, allocator
+fragmentation, and partition padding.
+
+ZeRO (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models") over
+N_d data-parallel devices divides by N_d: stage 1 the optimizer bytes (master weights included), stage 2 also
+the gradients, stage 3 also the weights. Mixed-precision Adam is the paper's 2Ψ + 2Ψ + 12Ψ = 16Ψ; its
+7.5B-parameter example at N_d = 64 gives 120 GB, 31.4 GB, 16.6 GB and 1.9 GB for stages 0 to 3.
+
+Everything here is pure: SymPy expressions (or ints) in, SymPy expressions out. N_d is the symbol
+`make_symbol("N_d")` unless a number is given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .dims import make_symbol
+from .errors import SymcostError, suggest
+
+Expr = sp.Expr
+
+DP_SYMBOL_NAME = "N_d"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per parameter of each copy a precision policy keeps.
+
+    weight: the working weights; grad: the gradients (and what a data-parallel all-reduce sends);
+    master: a separate fp32 copy updated by the optimizer (0 when the working weights are updated
+    directly); state: each optimizer state (Adam's momentum, variance, …).
+    """
+
+    name: str
+    weight: int
+    grad: int
+    master: int
+    state: int
+    doc: str
+
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp32", 4, 4, 0, 4, "everything in fp32; the optimizer updates the weights in place"),
+        Precision("mixed-bf16", 2, 2, 4, 4, "bf16 weights and gradients, fp32 master weights and optimizer states"),
+        Precision("mixed-fp16", 2, 2, 4, 4, "fp16 weights and gradients, fp32 master weights and optimizer states (the ZeRO paper's setting)"),
+        Precision("bf16", 2, 2, 0, 2, "pure bf16: weights, gradients and optimizer states in bf16, no master copy"),
+        Precision("fp16", 2, 2, 0, 2, "pure fp16: weights, gradients and optimizer states in fp16, no master copy"),
+    )
+}
+
+# Optimizer states kept per parameter (the step counter is a scalar per tensor and is not counted).
+OPTIMIZERS: dict[str, tuple[int, str]] = {
+    "adam": (2, "Adam: first moment (momentum) and second moment (variance)"),
+    "adamw": (2, "AdamW: first moment (momentum) and second moment (variance)"),
+    "adam-amsgrad": (3, "Adam with amsgrad=True: momentum, variance and the running maximum of the variance"),
+    "adamw-amsgrad": (3, "AdamW with amsgrad=True: momentum, variance and the running maximum of the variance"),
+    "sgd-momentum": (1, "SGD with momentum: one momentum buffer"),
+    "sgd": (0, "plain SGD: no state"),
+    "none": (0, "no optimizer state (frozen weights, or an optimizer not modelled here)"),
+}
+
+ZERO_STAGES = (0, 1, 2, 3)
+_STAGE_DOC = {
+    0: "plain data parallelism: every device holds everything",
+    1: "ZeRO-1 (P_os): optimizer state (master weights included) sharded over N_d",
+    2: "ZeRO-2 (P_os+g): optimizer state and gradients sharded over N_d",
+    3: "ZeRO-3 (P_os+g+p): optimizer state, gradients and weights sharded over N_d",
+}
+
+
+def precision_policy(precision: str | Precision) -> Precision:
+    """A named precision policy (see PRECISIONS), or a custom `Precision` passed through."""
+    if isinstance(precision, Precision):
+        return precision
+    if precision not in PRECISIONS:
+        raise SymcostError(
+            f"unknown precision policy '{precision}'; use one of {', '.join(PRECISIONS)}", None, suggest(precision, PRECISIONS)
+        )
+    return PRECISIONS[precision]
+
+
+def optimizer_states(optimizer: str) -> int:
+    """Optimizer states per parameter: adam/adamw 2, their amsgrad variants 3, sgd-momentum 1, sgd/none 0."""
+    if optimizer not in OPTIMIZERS:
+        raise SymcostError(
+            f"unknown optimizer '{optimizer}'; use one of {', '.join(OPTIMIZERS)}", None, suggest(optimizer, OPTIMIZERS)
+        )
+    return OPTIMIZERS[optimizer][0]
+
+
+def dp_degree(dp: Expr | int | None) -> Expr:
+    """The data-parallel degree as an expression: the symbol N_d for None, else the given positive number/expr."""
+    if dp is None:
+        return make_symbol(DP_SYMBOL_NAME)
+    if isinstance(dp, bool):
+        raise SymcostError(f"the data-parallel degree must be a positive integer, not {dp!r}")
+    if isinstance(dp, int):
+        if dp <= 0:
+            raise SymcostError(f"the data-parallel degree must be a positive integer, not {dp}")
+        return sp.Integer(dp)
+    if isinstance(dp, sp.Expr):
+        if dp.is_number and not (dp.is_Integer and dp > 0):
+            raise SymcostError(f"the data-parallel degree must be a positive integer, not {dp}")
+        return dp
+    raise SymcostError(f"the data-parallel degree must be an integer or a SymPy expression, not {type(dp).__name__}")
+
+
+def _stage(zero) -> int:
+    if isinstance(zero, bool) or zero not in ZERO_STAGES:
+        raise SymcostError(f"ZeRO stage must be 0, 1, 2 or 3, not {zero!r}")
+    return int(zero)
+
+
+def _expr(x) -> Expr:
+    if isinstance(x, bool):
+        raise SymcostError(f"expected a parameter count, not {x!r}")
+    if isinstance(x, int):
+        return sp.Integer(x)
+    if isinstance(x, sp.Expr):
+        return x
+    raise SymcostError(f"expected a parameter count (int or SymPy expression), not {type(x).__name__}")
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Per-device bytes of the model states one training step keeps (see the module docstring)."""
+
+    params: Expr
+    precision: Precision
+    optimizer: str
+    states: int  # optimizer states per parameter
+    zero: int
+    dp: Expr
+    weight_bytes: Expr
+    gradient_bytes: Expr
+    master_bytes: Expr  # part of optimizer_bytes: the fp32 master weights
+    state_bytes: Expr  # part of optimizer_bytes: the optimizer states
+    optimizer_bytes: Expr  # master_bytes + state_bytes
+
+    @property
+    def total(self) -> Expr:
+        return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes
+
+    @property
+    def bytes_per_param(self) -> tuple[int, int, int]:
+        """Unsharded bytes per parameter (weights, gradients, optimizer): (2, 2, 12) for mixed-precision Adam."""
+        p = self.precision
+        return p.weight, p.grad, p.master + self.states * p.state
+
+    def fields(self) -> dict[str, Expr]:
+        """The byte counts by name, in display order."""
+        return {
+            "weight_bytes": self.weight_bytes,
+            "gradient_bytes": self.gradient_bytes,
+            "optimizer_bytes": self.optimizer_bytes,
+            "total": self.total,
+        }
+
+    def describe(self, evaluator=None, forms=None) -> str:
+        """The accounting in words and formulas, one line per term; numbers too when an evaluator is given.
+
+        `evaluator` is any callable expr → number-or-expr (a symcost.evaluate.Evaluator, or a dict-based
+        substitution); a symbolic N_d stays in the numbers unless it substitutes N_d too (pass dp=64 instead).
+        `forms` (a symcost.printers.forms.Forms) renders the closed forms in Unicode; default SymPy's str().
+        """
+        show = (lambda e: forms.text(sp.expand(e))) if forms is not None else sp.sstr
+        p = self.precision
+        w, g, o = self.bytes_per_param
+        psi = "Ψ"
+        lines = [
+            f"training state: {p.name} ({p.doc}); {self.optimizer} ({OPTIMIZERS[self.optimizer][1]})",
+            f"  per parameter, unsharded: {w} (weights) + {g} (gradients) + {o} (optimizer: "
+            f"{p.master} master + {self.states}×{p.state} states) = {w + g + o} bytes",
+            f"  {_STAGE_DOC[self.zero]}",
+        ]
+
+        def term(name: str, k: int, sharded: bool, expr: Expr) -> str:
+            formula = f"{k}{psi}" + (f"/{self.dp}" if sharded and self.dp != 1 else "")
+            line = f"  {name:<16} {formula:<12} = {show(expr)}"
+            if evaluator is not None:
+                line += f"  = {_human_bytes(evaluator(expr))}"
+            return line
+
+        lines.append(term("weights", w, self.zero >= 3, self.weight_bytes))
+        lines.append(term("gradients", g, self.zero >= 2, self.gradient_bytes))
+        lines.append(term("optimizer", o, self.zero >= 1, self.optimizer_bytes))
+        total_line = f"  {'total':<16} {'':<12} = {show(self.total)}"
+        if evaluator is not None:
+            total_line += f"  = {_human_bytes(evaluator(self.total))}"
+        lines.append(total_line)
+        lines.append(f"  ({psi} = {show(self.params)} parameters; bytes per device; 1 GB = 10^9 bytes; "
+                     "activations, step counters and buffers not included)")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self, evaluator=None) -> dict:
+        """{"precision", "optimizer", "zero", "dp", "bytes_per_param", "<field>": {"expr", "value"}}."""
+        out = {
+            "precision": self.precision.name,
+            "optimizer": self.optimizer,
+            "optimizer_states": self.states,
+            "zero": self.zero,
+            "dp": str(self.dp),
+            "bytes_per_param": dict(zip(("weights", "gradients", "optimizer"), self.bytes_per_param)),
+        }
+        for name, expr in self.fields().items():
+            out[name] = {"expr": str(expr), "value": _json_number(evaluator(expr)) if evaluator else _json_number(expr)}
+        return out
+
+
+def training_state(
+    params: Expr | int,
+    precision: str | Precision = "mixed-bf16",
+    optimizer: str = "adamw",
+    zero: int = 0,
+    dp: Expr | int | None = None,
+) -> TrainingState:
+    """Per-device weight, gradient and optimizer bytes for `params` parameters.
+
+    precision: fp32 | mixed-bf16 | mixed-fp16 | bf16 | fp16 (or a `Precision`); optimizer: adam | adamw |
+    adam-amsgrad | adamw-amsgrad | sgd-momentum | sgd | none; zero: ZeRO stage 0–3; dp: the data-parallel
+    degree N_d (None: the symbol N_d; it only appears for stages ≥ 1).
+    """
+    psi = _expr(params)
+    prec = precision_policy(precision)
+    k = optimizer_states(optimizer)
+    stage = _stage(zero)
+    n = dp_degree(dp)
+
+    def shard(x: Expr, on: bool) -> Expr:
+        return x / n if on else x
+
+    master = shard(prec.master * psi, stage >= 1)
+    states = shard(k * prec.state * psi, stage >= 1)
+    return TrainingState(
+        params=psi,
+        precision=prec,
+        optimizer=optimizer,
+        states=k,
+        zero=stage,
+        dp=n,
+        weight_bytes=shard(prec.weight * psi, stage >= 3),
+        gradient_bytes=shard(prec.grad * psi, stage >= 2),
+        master_bytes=master,
+        state_bytes=states,
+        optimizer_bytes=master + states,
+    )
+
+
+def training_state_for(report, **kwargs) -> TrainingState:
+    """`training_state` of a derived Report's parameter count (every expert of a mixture included)."""
+    return training_state(report.totals["params"], **kwargs)
+
+
+def dp_communication_bytes(
+    params: Expr | int,
+    precision: str | Precision = "mixed-bf16",
+    zero: int = 0,
+    dp: Expr | int | None = None,
+    exact: bool = False,
+) -> Expr:
+    """Bytes each device sends per optimizer step for data parallelism (and receives as many).
+
+    An all-reduce of the gradients is a reduce-scatter plus an all-gather: with a ring, each device sends
+    (N_d − 1)/N_d · Ψ elements in each half. The ZeRO paper rounds that to Ψ + Ψ = 2Ψ elements, at the
+    gradient dtype: 2Ψ·grad bytes for stages 0, 1 and 2 (stage 2 reduce-scatters the gradients and all-gathers
+    the updated weights: the same volume). Stage 3 all-gathers the weights once for the forward and once for the
+    backward, and reduce-scatters the gradients: 3Ψ elements, 1.5× stage 0.
+
+    exact=False gives the paper's large-N_d figure (2Ψ, 3Ψ); exact=True multiplies by (N_d − 1)/N_d, the ring
+    algorithm's volume (0 on one device). Gradient accumulation over micro-batches does not change it: the
+    exchange happens once per optimizer step (ZeRO-3 gathers weights per micro-batch, so multiply its
+    2Ψ·weight-bytes part by the micro-batch count). Time ≥ these bytes / per-direction link bandwidth.
+    """
+    psi = _expr(params)
+    prec = precision_policy(precision)
+    stage = _stage(zero)
+    n = dp_degree(dp)
+    if stage == 3:
+        volume = 2 * psi * prec.weight + psi * prec.grad  # two weight all-gathers + a gradient reduce-scatter
+    else:
+        volume = 2 * psi * prec.grad  # reduce-scatter + all-gather
+    return volume * (n - 1) / n if exact else volume
+
+
+# ---- small helpers -------------------------------------------------------------------------------------
+def _json_number(v):
+    if isinstance(v, int):
+        return v
+    if isinstance(v, sp.Expr) and v.is_number:
+        return int(v) if v.is_Integer else float(v)
+    return None
+
+
+def _human_bytes(v) -> str:
+    if isinstance(v, sp.Expr) and not v.is_number:
+        return sp.sstr(v)
+    x = float(v)
+    for scale, prefix in ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if abs(x) >= scale:
+            return f"{x / scale:.1f} {prefix}"
+    return f"{x:g} B"
+
+
+def gigabytes(v, digits: int = 1) -> float:
+    """Bytes → decimal GB rounded half-up to `digits` (the ZeRO paper's 1.875 GB prints as 1.9)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    q = Decimal(1).scaleb(-digits)
+    return float((Decimal(str(sp.Rational(v).p)) / Decimal(str(sp.Rational(v).q)) / Decimal(10**9)).quantize(q, ROUND_HALF_UP))
