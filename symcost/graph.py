@@ -702,11 +702,12 @@ class Builder:
         if all(o.view_of is not None for o in rule.outputs):
             io = sp.Integer(0)
         else:
-            io = (
-                sp.Add(*(t.read_bytes * (share if t.is_param else 1) for t in inputs))
-                + param_bytes * share
-                + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
-            )
+            if rule.reads is None:
+                reads = sp.Add(*(t.read_bytes * (share if t.is_param else 1) for t in inputs)) + param_bytes * share
+            else:  # the rule says what it reads; a None entry for the table means "the rows of the output"
+                rows = outputs[0].nbytes
+                reads = sp.Add(*(rows if n is None else n for x, n in rule.reads if x is not None or n is None))
+            io = reads + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
         cost = rule.cost + Cost(
             params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io
         )

@@ -121,6 +121,7 @@ class Rule:
     params: tuple = ()
     cost: Cost = field(default_factory=Cost)
     saves: tuple = ()  # inputs (T), outputs (Out) or Internal tensors kept for the backward pass
+    reads: tuple | None = None  # (tensor, bytes) pairs when an op reads less than its whole inputs (a lookup)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None) 
     else:
         params = (NewParam("weight", (rows, width)),)
     y = Out((*ids.shape, width))
-    return Rule((y,), params, elementwise(numel(y.shape), 0, EMBEDDING_BWD), saves=(ids,))
+    return Rule((y,), params, elementwise(numel(y.shape), 0, EMBEDDING_BWD), saves=(ids,),
+                reads=((ids, ids.numel * ids.dtype.nbytes), (weight, None)))  # only the looked-up rows
 
 
 @op
@@ -501,8 +503,8 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
     kept = build.cache_len if window is None else sp.Min(build.cache_len, window)
     shape = (*x.shape[:ax], kept, *x.shape[ax + 1 :])
     stored = kept * per_entry
-    # read every cached entry, write the new one
-    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored + x.numel * x.dtype.nbytes))
+    # write the new entry; the consumers of the result read all the cached ones
+    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=x.numel * x.dtype.nbytes))
 
 
 # ---- losses -------------------------------------------------------------------------------------

@@ -202,7 +202,8 @@ def roofline(report, device, dtype: str | None = None, flops_metric: str = "flop
 
 @dataclass(frozen=True)
 class PhaseSummary:
-    """Lower bounds for one phase: time ≥ max(flops/peak, bytes/bandwidth); throughput ≤ tokens / time."""
+    """Lower bounds for one phase: time ≥ max(FLOPs/peak, bytes/bandwidth[, comm bytes/link bandwidth]);
+    throughput ≤ tokens / time. Communication may overlap compute, so it joins the max, not a sum."""
 
     phase: str
     device: str
@@ -213,6 +214,8 @@ class PhaseSummary:
     peak: Expr
     bandwidth: Expr
     notes: tuple = ()
+    comm_bytes: Expr = ZERO  # bytes each device sends (tensor-parallel all-reduces: report comm_bytes)
+    link_bandwidth: Expr | None = None  # bytes/s one way on the device's interconnect
 
     @property
     def compute_time(self) -> Expr:
@@ -223,21 +226,30 @@ class PhaseSummary:
         return memory_time(self.bytes, self.bandwidth)
 
     @property
+    def comm_time(self) -> Expr:
+        if self.comm_bytes == 0 or self.link_bandwidth is None:
+            return ZERO
+        return self.comm_bytes / self.link_bandwidth
+
+    @property
     def time(self) -> Expr:
-        return sp.Max(self.compute_time, self.memory_time)
+        return sp.Max(self.compute_time, self.memory_time, self.comm_time)
 
     @property
     def tokens_per_s(self) -> Expr:
         return self.tokens / self.time
 
     def values(self, evaluator) -> dict:
-        ct, mt, tok = _value(evaluator, self.compute_time), _value(evaluator, self.memory_time), _value(evaluator, self.tokens)
-        if ct is None or mt is None:
-            return {"compute_time": ct, "memory_time": mt, "time": None, "tokens_per_s": None, "bound": None}
-        t = max(ct, mt)
+        ct, mt = _value(evaluator, self.compute_time), _value(evaluator, self.memory_time)
+        cm, tok = _value(evaluator, self.comm_time), _value(evaluator, self.tokens)
+        if None in (ct, mt, cm):
+            return {"compute_time": ct, "memory_time": mt, "comm_time": cm, "time": None, "tokens_per_s": None, "bound": None}
+        t = max(ct, mt, cm)
+        kinds = [k for k, x in (("compute", ct), ("memory", mt), ("communication", cm)) if x == t]
         return {
-            "compute_time": ct, "memory_time": mt, "time": t, "tokens_per_s": tok / t if tok is not None and t else None,
-            "bound": "compute" if ct > mt else "memory" if mt > ct else "balanced",
+            "compute_time": ct, "memory_time": mt, "comm_time": cm, "time": t,
+            "tokens_per_s": tok / t if tok is not None and t else None,
+            "bound": kinds[0] if len(kinds) == 1 else "balanced",
         }
 
     def mfu(self, step_time, evaluator=None, devices=1):
@@ -250,24 +262,36 @@ class PhaseSummary:
         lines = [f"{self.phase} on {self.device} ({self.dtype} peak {_si(self.peak, 'FLOP/s')}, "
                  f"memory {_si(self.bandwidth, 'B/s')}; ridge {float(self.peak / self.bandwidth):.1f} FLOP/B)"]
         lines.append(f"  FLOPs            {show(self.flops)}")
-        lines.append(f"  bytes            {show(self.bytes)}")
+        if self.bytes != 0:
+            lines.append(f"  bytes            {show(self.bytes)}")
+        if self.comm_time != 0:
+            lines.append(f"  comm bytes       {show(self.comm_bytes)}")
         v = self.values(evaluator) if evaluator is not None else None
         if v and v["time"] is not None:
             lines.append(f"  compute time  ≥  {_seconds(v['compute_time'])}")
             if self.bytes != 0:
                 lines.append(f"  memory time   ≥  {_seconds(v['memory_time'])}")
+            if self.comm_time != 0:
+                lines.append(f"  comm time     ≥  {_seconds(v['comm_time'])}")
             lines.append(f"  time          ≥  {_seconds(v['time'])}  ({v['bound']}-bound)")
             if v["tokens_per_s"] is not None:
                 lines.append(f"  tokens/s      ≤  {v['tokens_per_s']:,.1f}")
         else:
-            lines.append(f"  time          ≥  max({show(self.compute_time)}, {show(self.memory_time)}) s")
+            terms = [f"FLOPs / {_si(self.peak, 'FLOP/s')}"] + (
+                [f"bytes / {_si(self.bandwidth, 'B/s')}"] if self.bytes != 0 else []) + (
+                [f"comm bytes / {_si(self.link_bandwidth, 'B/s')}"] if self.comm_time != 0 else [])
+            lines.append(f"  time          ≥  {'max(' + ', '.join(terms) + ')' if len(terms) > 1 else terms[0]}"
+                         "  (set every dim for numbers; .time is the closed form)")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines) + "\n"
 
     def to_json(self, evaluator=None) -> dict:
         out = {"phase": self.phase, "device": self.device, "dtype": self.dtype,
-               "flops": str(self.flops), "bytes": str(self.bytes), "tokens": str(self.tokens),
-               "peak": float(self.peak), "bandwidth": float(self.bandwidth), "notes": list(self.notes)}
+               "flops": str(self.flops), "bytes": str(self.bytes), "comm_bytes": str(self.comm_bytes),
+               "tokens": str(self.tokens), "time": str(self.time),
+               "peak": float(self.peak), "bandwidth": float(self.bandwidth),
+               "link_bandwidth": None if self.link_bandwidth is None else float(self.link_bandwidth),
+               "notes": list(self.notes)}
         out["values"] = self.values(evaluator) if evaluator is not None else None
         return out
 
@@ -276,18 +300,22 @@ PHASES = ("prefill", "decode", "train")
 
 
 def phase_summary(
-    report, device, phase: str, dtype: str | None = None, recompute_flops: Expr | None = None,
+    report, device, phase: str | None = None, dtype: str | None = None, recompute_flops: Expr | None = None,
     tokens: Expr | None = None,
 ) -> PhaseSummary:
-    """Lower bounds for a phase from a Report's totals.
+    """Lower bounds for a phase from a Report's totals (phase: the report's own `--phase` by default).
 
-    prefill: forward FLOPs; bytes = weights (+ KV cache written); tokens b·s; time is the latency bound.
-    decode:  the report's forward FLOPs are one step (derive it with --phase decode); bytes = weights + KV
-             cache; tokens b per step, so tokens/s is b / max(F/peak, B/bandwidth).
-    train:   FLOPs = forward + backward (+ recompute: `recompute_flops`, or a `flops_recompute` total when the
-             report has one); compute-only (bytes 0); tokens b·s per step.
+    prefill: forward FLOPs; bytes = weights + KV cache written; tokens b·s; time is the latency bound.
+    decode:  the forward FLOPs of one step (s = 1 new token per sequence against c cached ones); bytes =
+             weights + KV cache read once; tokens b per step, so tokens/s ≤ b / max(F/peak, B/bandwidth).
+    train:   FLOPs = forward + backward + recomputation (`recompute_flops`, default the report's
+             `flops_recompute`); compute-only (bytes 0); tokens b·s per step.
+    In every phase a nonzero `comm_bytes` total (tensor parallelism: per device) adds
+    comm_bytes / the interconnect's one-way bandwidth to the max. All costs are per device.
     `tokens` overrides the default (b and s are the report's dims of those names, 1 if absent).
     """
+    built = getattr(report.graph, "phase", None)
+    phase = phase or built or "train"
     if phase not in PHASES:
         raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
     t = report.totals
@@ -295,19 +323,22 @@ def phase_summary(
     peak, bw = device.peak(dtype), device.memory_bandwidth
     b, s = _dim(report, "b"), _dim(report, "s")
     kv = t.get("kv_cache_bytes", ZERO)
+    comm = t.get("comm_bytes", ZERO)
     notes = []
+    if built is not None and built != phase:
+        notes.append(f"the report was derived for --phase {built}, summarised here as {phase}")
     if phase == "train":
         rec = recompute_flops if recompute_flops is not None else t.get("flops_recompute", ZERO)
         flops, nbytes, ntok = t["flops_fwd"] + t["flops_bwd"] + rec, ZERO, b * s
-        notes.append("compute-only bound: forward + backward" + (" + recomputation" if rec != 0 else "") + " FLOPs at peak")
+        notes.append("compute bound: forward + backward" + (" + recomputed" if rec != 0 else "") + " FLOPs at peak")
     else:
         flops, nbytes = t["flops_fwd"], t["weight_bytes"] + kv
         ntok = b * s if phase == "prefill" else b
-        if phase == "decode":
-            notes.append("FLOPs: the report's forward pass is taken as one decode step (derive it with --phase decode)")
-        notes.append("bytes: every weight read once" + (" plus the KV cache" if kv != 0 else " (no kv_cache_bytes in this report)"))
+        notes.append("bytes: every weight read once" + (" plus the KV cache" if kv != 0 else " (the report has no KV cache bytes)"))
+    if comm != 0:
+        notes.append(f"communication: comm_bytes over one direction of {device.interconnect.kind}")
     return PhaseSummary(phase, device.name, dtype, sp.expand(flops), sp.expand(nbytes), tokens if tokens is not None else ntok,
-                        peak, bw, tuple(notes))
+                        peak, bw, tuple(notes), sp.expand(comm), device.interconnect.per_direction)
 
 
 def model_flops(report, matmul_only: bool = True) -> Expr:
@@ -386,7 +417,7 @@ def render_roofline(rf: Roofline, evaluator=None, fmt: str = "text") -> str:
         for o in rf.ops:
             inten = "—" if o.intensity is None else sp.sstr(o.intensity)
             lines.append(f"  {o.path.ljust(w)}  ×{sp.sstr(o.mult):<4} intensity {inten}   {o.bound}")
-        lines.append(f"model ≥ {sp.sstr(rf.total_time)} s")
+        lines.append("model ≥ Σ runs × max(FLOPs / peak, bytes / bandwidth)  (set every dim for numbers; .total_time is the closed form)")
         return "\n".join(lines) + "\n"
     rows = [("op", "×", "FLOPs", "bytes", "FLOP/B", "bound", "time", "× runs")]
     for o, v in zip(rf.ops, vals):

@@ -1,0 +1,133 @@
+"""Published training and serving formulas, derived from the shipped specs (../shared/reference/formulas.md)."""
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from symcost.derive import derive
+from symcost.graph import build
+from symcost.parse import load
+
+from helpers import SPECS, same, sym
+
+a, b, s, h, L, V, kv, f, c, t = (sym(n) for n in ("a", "b", "s", "h", "L", "V", "kv", "f", "c", "t"))
+d = h / a
+
+
+def gpt2(phase="train", options=None, **settings):
+    return derive(build(load(SPECS / "gpt2.arch"), phase=phase, options=options), **settings)
+
+
+def llama(phase="train", options=None, **settings):
+    return derive(build(load(SPECS / "llama.arch"), phase=phase, options=options), **settings)
+
+
+def layer(report, metric):
+    return next(blk for blk in report.blocks if blk.path == "layer").metrics[metric]
+
+
+def matmul_params(report) -> sp.Expr:
+    """N: the weights of every matrix product (linear layers and the LM head), each instance counted."""
+    total = sp.Integer(0)
+    for r in report.ops:
+        if r.node.op == "linear":
+            weight = next(p for p in (*r.node.params, *(x for x in r.node.inputs if x.is_param)))
+            total += sp.Mul(*weight.shape) * r.node.mult
+    return sp.expand(total)
+
+
+# ---- Korthikanti et al. 2022, Table 2: activation bytes per layer (16-bit) -------------------------------
+KORTHIKANTI = [
+    (dict(), s * b * h * (34 + 5 * a * s / h)),
+    (dict(tp=t), s * b * h * (10 + 24 / t + 5 * a * s / (h * t))),
+    (dict(tp=t, sp=True), s * b * h / t * (34 + 5 * a * s / h)),
+    (dict(tp=t, recompute="selective"), s * b * h * (10 + 24 / t)),
+    (dict(tp=t, sp=True, recompute="selective"), 34 * s * b * h / t),
+    (dict(recompute="full"), 2 * s * b * h),
+]
+
+
+@pytest.mark.parametrize("settings,expected", KORTHIKANTI, ids=["none", "tp", "tp+sp", "tp+selective",
+                                                                 "tp+sp+selective", "full"])
+def test_korthikanti_activation_table(settings, expected):
+    assert same(layer(gpt2(**settings), "activation_bytes"), expected)
+
+
+def test_flash_attention_never_keeps_the_s_by_s_tensors():
+    assert same(layer(gpt2(flash=True), "activation_bytes"), 34 * b * s * h)
+    plain, flash = gpt2(), gpt2(flash=True)
+    # and the fused kernel moves no s×s tensor through memory
+    assert sp.degree(layer(plain, "io_bytes"), s) == 2
+    assert sp.degree(layer(flash, "io_bytes"), s) == 1
+
+
+# ---- Kaplan et al. 2020: C_forward = 2N + 2·n_layer·n_ctx·d_attn per token --------------------------------------
+def test_kaplan_forward_flops_per_token():
+    r = gpt2(options={"bias": False}, causal="half")
+    logits = next(o for o in r.ops if o.node.path == "logits")
+    per_token = (r.totals["matmul_flops_fwd"] - logits.metrics["matmul_flops_fwd"]) / (b * s)
+    n_layers = matmul_params(r) - V * h  # non-embedding: the layers' matrices
+    assert same(n_layers, 12 * L * h**2)
+    assert same(per_token, 2 * n_layers + 2 * L * s * h)
+
+
+# ---- Narayanan et al. 2021: 96·B·s·L·h²·(1 + s/(6h) + V/(16·L·h)) per iteration, full recomputation -----------
+def test_narayanan_training_flops_with_full_recomputation():
+    r = gpt2(recompute="full")
+    tot = r.totals
+    step = sp.expand(tot["matmul_flops_fwd"] + tot["matmul_flops_bwd"]
+                     + sum(o.metrics["flops_recompute"] * o.node.mult for o in r.ops if o.node.op in ("linear", "matmul")))
+    assert same(step, 96 * b * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h)))
+
+
+# ---- Chowdhery et al. 2022 (PaLM): 6N + 12·L·H·Q·T training FLOPs per token -------------------------------------
+def test_palm_training_flops_per_token():
+    r = gpt2(options={"bias": False})
+    per_token = (r.totals["matmul_flops_fwd"] + r.totals["matmul_flops_bwd"]) / (b * s)
+    heads, head_size = a, d  # H·Q = h
+    assert same(per_token, 6 * matmul_params(r) + 12 * L * heads * head_size * s)
+
+
+# ---- Megatron tensor parallelism: 4 all-reduces of b·s·h per layer per micro-batch ----------------------------
+def test_tensor_parallel_communication_per_layer():
+    comm = layer(gpt2(tp=t), "comm_bytes")
+    ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
+    assert same(comm, 4 * ring * b * s * h * 2)  # 16-bit activations
+    assert same(layer(gpt2(tp=t, sp=True), "comm_bytes"), comm)  # reduce-scatter + all-gather move the same
+
+
+def test_tensor_parallel_shards_the_layer():
+    r = gpt2(tp=t)
+    assert same(layer(r, "params"), (12 * h**2) / t + 7 * h + 6 * h / t)  # row-parallel biases stay whole
+    assert same(layer(r, "matmul_flops_fwd"), (24 * b * s * h**2 + 4 * b * s**2 * h) / t)
+
+
+# ---- KV cache and generation -----------------------------------------------------------------------------------
+def test_kv_cache_after_prefill_is_2_b_s_L_kv_d_bytes():
+    r = llama(phase="prefill")
+    assert same(r.totals["kv_cache_bytes"], 2 * b * s * L * kv * d * 2)
+    assert same(gpt2(phase="prefill").totals["kv_cache_bytes"], 2 * b * s * L * h * 2)  # MHA: kv = a
+
+
+def test_decode_step():
+    r = llama(phase="decode")
+    assert same(r.totals["kv_cache_bytes"], 2 * b * c * L * kv * d * 2)
+    n = matmul_params(r)
+    attention = L * 4 * b * c * h  # scores and values over the c cached tokens, every query head
+    assert same(r.totals["matmul_flops_fwd"], 2 * n * b + attention)
+    assert r.totals["flops_bwd"] == 0 and r.totals["activation_bytes"] == 0
+
+
+def test_decode_reads_all_weights_and_the_whole_cache():
+    r = llama(phase="decode", flash=True)
+    reads = sp.Poly(r.totals["io_bytes"], b, c)
+    # per new token: K and V of every cached token, in every layer, once
+    assert same(reads.coeff_monomial(b * c), 2 * L * kv * d * 2)
+    # and every weight once, except the embedding table, of which only the looked-up rows are read
+    assert same(reads.coeff_monomial(1), r.totals["weight_bytes"] - 2 * V * h)
+
+
+def test_gqa_keeps_kv_over_a_of_the_cache():
+    mha = llama(phase="prefill").totals["kv_cache_bytes"].subs(kv, a)
+    gqa = llama(phase="prefill").totals["kv_cache_bytes"]
+    assert sp.simplify(gqa / mha) == kv / a
