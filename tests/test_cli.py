@@ -75,7 +75,7 @@ def test_markdown(capsys):
 def test_explain_walks_every_op(capsys):
     _, out, _ = run(capsys, "derive", str(SPECS / "gpt2.arch"), "--explain")
     assert "layer/causal_self_attention/scores" in out
-    assert "qh [b, a, s, d], kh [b, a, s, d] → [b, a, s, s] bf16" in out
+    assert "qh [b, a, s, d], kc [b, a, s, d] → [b, a, s, s] bf16" in out
     assert "mask: a·b·s² bytes" in out  # the dropout mask, 1 byte per element
 
 
