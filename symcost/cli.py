@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the shipped model presets", description="List the shipped presets (published configs).")
     pr.add_argument("--format", choices=("text", "json"), default="text")
 
+    z = sub.add_parser("zoo", help="write the model zoo page (docs/zoo.md) from the shipped specs and presets",
+                       description="Render every family's per-layer closed forms and each preset's numbers as Markdown.")
+    z.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+
     o = sub.add_parser("ops", help="list the built-in ops", description="List the built-in ops and their arguments.")
     o.add_argument("name", nargs="?", help="show one op in full")
     return p
@@ -203,6 +207,12 @@ def _peek(cfg: dict, rule):
     return _peek(cfg, default) if isinstance(default, str) else default
 
 
+def _zoo(args) -> str:
+    from .zoo import render
+
+    return render()
+
+
 def _ops(args) -> str:
     from .graph import _usage
     from .ops import OPS
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 
             text, status = run(args)
         else:
-            handler = {"derive": _derive, "presets": _presets, "ops": _ops}[args.command]
+            handler = {"derive": _derive, "presets": _presets, "ops": _ops, "zoo": _zoo}[args.command]
             text, status = handler(args), 0
     except SymcostError as e:
         print(e, file=sys.stderr)
