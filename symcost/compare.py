@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from .cost import METRIC_UNITS, METRICS
+from .cost import METRIC_UNITS
 from .derive import BlockReport, Report, derive
 from .dims import make_symbol
 from .errors import SymcostError, suggest
@@ -55,10 +55,16 @@ def _order(*reports) -> tuple:
 
 def compare_exprs(a: Expr, b: Expr, metric: str = "", path: str | None = None, order: tuple = ()) -> Row:
     """Difference and ratio of two closed forms."""
-    a, b = sp.sympify(a), sp.sympify(b)
+    a, b = _expr(a), _expr(b)
     diff = sp.expand(b - a)
     ratio = None if a == 0 else sp.factor(sp.cancel(b / a))
     return Row(metric, path, a, b, diff, sp.factor(diff) if diff != 0 else diff, ratio, order)
+
+
+def _expr(x) -> Expr:
+    if isinstance(x, bool) or not isinstance(x, (int, sp.Basic)):
+        raise SymcostError(f"expected an integer or a SymPy expression, not {type(x).__name__}")
+    return sp.Integer(x) if isinstance(x, int) else x
 
 
 def compare(a: Report, b: Report, metrics=None, skip_zero: bool = True) -> list[Row]:

@@ -14,7 +14,7 @@ from . import syntax as S
 from .cost import Cost
 from .dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
 from .errors import Loc, SymcostError, source_line, suggest
-from .ops import OPS, PHASES, Axis, Build, Dim, Dims, DTypeName, Internal, Out, T, Word, numel
+from .ops import OPS, PHASES, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel
 from .syntax import Module
 
 ONE = sp.Integer(1)

@@ -94,6 +94,7 @@ class Device:
 
 
 def shipped_dir() -> Path:
+    """The shipped device files, specs/hardware (inside the installed package or the checkout)."""
     return specs_dir() / "hardware"
 
 

@@ -10,9 +10,9 @@ One mapping file per model_type, `specs/hf/<model_type>.json`:
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from .errors import SymcostError, suggest
@@ -21,11 +21,13 @@ from .errors import SymcostError, suggest
 def specs_dir() -> Path:
     """The shipped specs: inside the installed package, or the checkout's top-level specs/."""
     try:
-        path = Path(str(resources.files("symcost.specs")))
-        if (path / "hf").is_dir():
-            return path
+        spec = importlib.util.find_spec("symcost.specs")
     except ModuleNotFoundError:
-        pass
+        spec = None
+    if spec is not None and spec.submodule_search_locations:  # a directory-backed (namespace) package
+        for location in spec.submodule_search_locations:
+            if (Path(location) / "hf").is_dir():
+                return Path(location)
     return Path(__file__).resolve().parent.parent / "specs"
 
 

@@ -22,7 +22,9 @@ Every function here takes and returns SymPy expressions (or plain numbers) and w
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import sympy as sp
 
@@ -35,23 +37,23 @@ ZERO = sp.Integer(0)
 # ---- pure closed forms -----------------------------------------------------------------------------------
 def intensity(flops: Expr, bytes_moved: Expr) -> Expr | None:
     """Arithmetic intensity F / B in FLOPs per byte (None when nothing is moved)."""
-    bytes_moved = sp.sympify(bytes_moved) if isinstance(bytes_moved, (int, float)) else bytes_moved
+    bytes_moved = _num(bytes_moved)
     if bytes_moved == 0:
         return None
-    return sp.cancel(flops / bytes_moved)
+    return sp.cancel(_num(flops) / bytes_moved)
 
 
 def ridge_point(peak: Expr, bandwidth: Expr) -> Expr:
     """The intensity (FLOPs/byte) where compute time equals memory time: peak / bandwidth."""
-    return sp.sympify(peak) / bandwidth if isinstance(peak, (int, float)) else peak / bandwidth
+    return _num(peak) / _num(bandwidth)
 
 
 def compute_time(flops: Expr, peak: Expr) -> Expr:
-    return flops / _num(peak)
+    return _num(flops) / _num(peak)
 
 
 def memory_time(bytes_moved: Expr, bandwidth: Expr) -> Expr:
-    return bytes_moved / _num(bandwidth)
+    return _num(bytes_moved) / _num(bandwidth)
 
 
 def time_lower_bound(flops: Expr, bytes_moved: Expr, peak: Expr, bandwidth: Expr) -> Expr:
@@ -106,13 +108,19 @@ def mfu(model_flops: Expr, step_time: Expr, peak: Expr, devices: Expr = 1) -> Ex
 
 
 def _num(x):
+    """An int or float as an exact SymPy number (floats through their shortest repr); expressions unchanged."""
     if isinstance(x, bool):
         raise SymcostError(f"expected a number or expression, not {x!r}")
     if isinstance(x, int):
         return sp.Integer(x)
     if isinstance(x, float):
-        return sp.Rational(repr(x))
-    return x
+        if not math.isfinite(x):
+            raise SymcostError(f"expected a finite number, not {x}")
+        frac = Fraction(repr(x))
+        return sp.Rational(frac.numerator, frac.denominator)
+    if isinstance(x, sp.Basic):
+        return x
+    raise SymcostError(f"expected a number or SymPy expression, not {type(x).__name__}")
 
 
 # ---- from a Report ---------------------------------------------------------------------------------------

@@ -171,17 +171,26 @@ class TrainingState:
             "total": self.total,
         }
 
+    def per_param(self) -> dict[str, Expr]:
+        """Bytes per parameter on one device, sharding included: {weights: 2, gradients: 2/N_d, ...}."""
+        n = self.dp
+        w, g, o = self.bytes_per_param
+        return {
+            "weights": sp.Integer(w) / (n if self.zero >= 3 else 1),
+            "gradients": sp.Integer(g) / (n if self.zero >= 2 else 1),
+            "optimizer": sp.Integer(o) / (n if self.zero >= 1 else 1),
+        }
+
     def describe(self, evaluator=None, forms=None) -> str:
         """The accounting in words and formulas, one line per term; numbers too when an evaluator is given.
 
         `evaluator` is any callable expr → number-or-expr (a symcost.evaluate.Evaluator, or a dict-based
         substitution); a symbolic N_d stays in the numbers unless it substitutes N_d too (pass dp=64 instead).
-        `forms` (a symcost.printers.forms.Forms) renders the closed forms in Unicode; default SymPy's str().
+        `forms` (a symcost.printers.forms.Forms) renders Ψ's closed form in Unicode; default SymPy's str().
         """
         show = (lambda e: forms.text(sp.expand(e))) if forms is not None else sp.sstr
         p = self.precision
         w, g, o = self.bytes_per_param
-        psi = "Ψ"
         lines = [
             f"training state: {p.name} ({p.doc}); {self.optimizer} ({OPTIMIZERS[self.optimizer][1]})",
             f"  per parameter, unsharded: {w} (weights) + {g} (gradients) + {o} (optimizer: "
@@ -189,22 +198,28 @@ class TrainingState:
             f"  {_STAGE_DOC[self.zero]}",
         ]
 
-        def term(name: str, k: int, sharded: bool, expr: Expr) -> str:
-            formula = f"{k}{psi}" + (f"/{self.dp}" if sharded and self.dp != 1 else "")
-            line = f"  {name:<16} {formula:<12} = {show(expr)}"
+        n = sp.sstr(self.dp)
+        shards = {"weights": self.zero >= 3, "gradients": self.zero >= 2, "optimizer": self.zero >= 1}
+        per = dict(zip(shards, (w, g, o)))
+
+        def formula(names) -> str:
+            whole = sum(per[x] for x in names if not shards[x])
+            split = sum(per[x] for x in names if shards[x])
+            parts = ([f"{whole}Ψ"] if whole else []) + ([f"{split}Ψ/{n}"] if split else [])
+            return " + ".join(parts) or "0"
+
+        def term(name: str, text: str, expr: Expr) -> str:
+            line = f"  {name:<10} {text}"
             if evaluator is not None:
-                line += f"  = {_human_bytes(evaluator(expr))}"
+                line = f"{line:<32} = {_human_bytes(evaluator(expr))}"
             return line
 
-        lines.append(term("weights", w, self.zero >= 3, self.weight_bytes))
-        lines.append(term("gradients", g, self.zero >= 2, self.gradient_bytes))
-        lines.append(term("optimizer", o, self.zero >= 1, self.optimizer_bytes))
-        total_line = f"  {'total':<16} {'':<12} = {show(self.total)}"
-        if evaluator is not None:
-            total_line += f"  = {_human_bytes(evaluator(self.total))}"
-        lines.append(total_line)
-        lines.append(f"  ({psi} = {show(self.params)} parameters; bytes per device; 1 GB = 10^9 bytes; "
-                     "activations, step counters and buffers not included)")
+        lines.append(term("weights", formula(["weights"]), self.weight_bytes))
+        lines.append(term("gradients", formula(["gradients"]), self.gradient_bytes))
+        lines.append(term("optimizer", formula(["optimizer"]), self.optimizer_bytes))
+        lines.append(term("total", formula(list(per)), self.total))
+        lines.append(f"  Ψ = {show(self.params)} parameters")
+        lines.append("  (bytes per device; 1 GB = 10^9 bytes; activations, step counters and buffers not included)")
         return "\n".join(lines) + "\n"
 
     def to_json(self, evaluator=None) -> dict:

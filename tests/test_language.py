@@ -1,7 +1,6 @@
 """Language features: experts (mixture of experts), options, block arguments, includes, kept derived dims."""
 from __future__ import annotations
 
-import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
