@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
         help="keep these derived dimensions as symbols in the closed forms (e.g. d instead of h/a)",
     )
     d.add_argument(
-        "--phase", choices=("train", "prefill", "decode"), default="train",
-        help="train: forward and backward (default); prefill: a forward over s new tokens, writing the KV cache; "
-        "decode: one new token per sequence (s = 1) against c cached tokens",
+        "--phase", choices=("train", "prefill", "decode"),
+        help="train: forward and backward with training-state memory; prefill: a forward over s new tokens, "
+        "writing the KV cache; decode: one new token per sequence (s = 1) against c cached tokens. Without "
+        "--phase: the forward/backward view",
     )
     d.add_argument(
         "--recompute", choices=("none", "selective", "full"), default="none",
@@ -68,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--causal", choices=("full", "half"), default="full",
                    help="count causal attention products in full (as FlopCounterMode does, default) or only the "
                    "half a causal mask keeps")
+    d.add_argument("--device", metavar="NAME|FILE",
+                   help="a shipped device (see `symcost devices`) or a device JSON: adds the roofline bounds of the "
+                   "phase (time, tokens/s) and each op's arithmetic intensity")
+    d.add_argument("--step-time", type=float, metavar="SECONDS", help="a measured training step time: report MFU (with --device)")
+    d.add_argument("--optimizer", default="adamw",
+                   choices=("adam", "adamw", "adam-amsgrad", "adamw-amsgrad", "sgd-momentum", "sgd", "none"),
+                   help="optimizer for training-state memory (default adamw)")
+    d.add_argument("--precision", default="mixed-bf16", choices=("fp32", "mixed-bf16", "mixed-fp16", "bf16", "fp16"),
+                   help="training precision policy (default mixed-bf16: 16-bit weights and gradients, fp32 master weights)")
+    d.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage (default 0)")
+    d.add_argument("--dp", metavar="N", help="data-parallel degree N_d for ZeRO sharding (a number or a name; default the symbol N_d)")
     d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     d.add_argument("--explain", action="store_true", help="walk through the derivation op by op (text format)")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
@@ -89,6 +101,30 @@ def _parser() -> argparse.ArgumentParser:
         help="batch x sequence sizes for the tiny-model FLOP checks (default: 2x16,3x32,1x64)",
     )
     v.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = sub.add_parser(
+        "compare",
+        help="compare two specs, or one spec under two settings, metric by metric",
+        description="Print, per metric, the symbolic difference B − A and ratio B / A, simplified, and their values "
+        "with --set. Compare one spec under two settings (--a kv=a --b kv=1) or two specs (SPEC SPEC_B).",
+        epilog="examples:\n"
+        "  symcost compare specs/llama.arch --a kv=a --b kv=1                  # multi-head vs multi-query\n"
+        "  symcost compare specs/llama.arch --a kv=a --b kv=8 --phase prefill --set a=64 h=8192 L=80 b=1 s=4096\n"
+        "  symcost compare specs/gpt2.arch specs/llama.arch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("spec", help="path to a .arch file")
+    c.add_argument("spec_b", nargs="?", help="a second spec (default: the same spec)")
+    c.add_argument("--a", nargs="+", default=[], action="extend", metavar="NAME=VALUE",
+                   help="settings of side A (dims, options, or a dim set to another dim: kv=a)")
+    c.add_argument("--b", nargs="+", default=[], action="extend", metavar="NAME=VALUE", help="settings of side B")
+    c.add_argument("--set", nargs="+", default=[], action="extend", metavar="NAME=VALUE", help="settings of both sides")
+    c.add_argument("--phase", choices=("train", "prefill", "decode"), default="train")
+    c.add_argument("--flops", choices=("fma", "mac", "exact"), default="fma")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+
+    dv = sub.add_parser("devices", help="list the shipped hardware table", description="List the shipped devices.")
+    dv.add_argument("--format", choices=("text", "markdown", "json"), default="text")
 
     pr = sub.add_parser("presets", help="list the shipped model presets", description="List the shipped presets (published configs).")
     pr.add_argument("--format", choices=("text", "json"), default="text")
@@ -114,13 +150,14 @@ def _derive(args) -> str:
         raise SymcostError("give a spec file, or --hf-config / --preset to choose one by model_type")
     module = load(spec)
     # options from --set must be known before building, dims after (the env is the spec's)
-    probe = build(module, dtype=args.dtype, phase=args.phase)
+    phase = args.phase or "train"
+    probe = build(module, dtype=args.dtype, phase=phase)
     tp = _degree(args.tp, probe.env)
     values, options = parse_assignments(args.set, probe.env)
     if resolved:
         _check_names(resolved, probe.env)
         values, options = {**resolved.values, **values}, {**resolved.options, **options}
-    graph = build(module, options=options, dtype=args.dtype, phase=args.phase) if options else probe
+    graph = build(module, options=options, dtype=args.dtype, phase=phase) if options else probe
     if tp is not None and tp.is_Symbol:
         graph.env.dims[tp.name] = probe.env.dims[tp.name]
     report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
@@ -130,6 +167,7 @@ def _derive(args) -> str:
         from .hf import check_derived
 
         check_derived(resolved, ev)
+    extras = _analyses(args, report, ev)
     if args.format == "json":
         from .printers import json as printer
     elif args.format == "latex":
@@ -139,8 +177,94 @@ def _derive(args) -> str:
     else:
         from .printers import text
 
-        return text.render(report, ev, explain=args.explain)
+        return text.render(report, ev, explain=args.explain, extras=[t for t, _ in extras.values()])
+    if args.format == "json":
+        return printer.render(report, ev, extras={k: j for k, (_, j) in extras.items()})
     return printer.render(report, ev)
+
+
+def _analyses(args, report, ev) -> dict:
+    """Training-state memory (--phase train) and roofline bounds (--device): name -> (text, json)."""
+    from .printers.text import forms_for
+
+    forms = forms_for(report)
+    out = {}
+    if args.phase == "train" or args.zero or args.dp:
+        from .training import training_state_for
+
+        dp = None if args.dp is None else _degree(args.dp, report.env)
+        st = training_state_for(report, precision=args.precision, optimizer=args.optimizer, zero=args.zero, dp=dp)
+        out["training"] = (st.describe(ev, forms), st.to_json(ev))
+    if args.device:
+        from .hardware import load_device
+        from .roofline import mfu_for, phase_summary, roofline
+
+        device = load_device(args.device)
+        summary = phase_summary(report, device)
+        rf = roofline(report, device)
+        text = summary.describe(ev, forms)
+        doc = _device_json(summary.to_json(ev), json_ops(rf, ev))
+        doc["flops"]["value"] = ev.json_value(summary.flops) if ev.active else None
+        doc["bytes"]["value"] = ev.json_value(summary.bytes) if ev.active else None
+        if args.step_time:
+            m = mfu_for(report, device, args.step_time, ev)
+            text += f"\n  MFU at a measured step of {args.step_time} s: {m}"
+            doc["mfu"] = m if isinstance(m, (int, float)) else str(m)
+        out["device"] = (text, doc)
+    elif args.step_time:
+        raise SymcostError("--step-time needs --device (the peak FLOP/s that MFU divides by)")
+    return out
+
+
+def _device_json(summary: dict, ops: list) -> dict:
+    """The device section under its documented names (docs/json.md)."""
+    values = summary.get("values", {})
+    return {
+        "name": summary["device"],
+        "dtype": summary["dtype"],
+        "peak_flops_per_s": summary["peak"],
+        "memory_bandwidth": summary["bandwidth"],
+        "interconnect_bandwidth": summary["link_bandwidth"],
+        "phase": summary["phase"],
+        "flops": {"expr": summary["flops"], "value": values.get("flops")},
+        "bytes": {"expr": summary["bytes"], "value": values.get("bytes")},
+        "time_lower_bound_s": {"expr": summary["time"], "value": values.get("time")},
+        "bound": values.get("bound"),
+        "tokens_per_s": values.get("tokens_per_s"),
+        "notes": summary.get("notes", []),
+        "ops": [
+            {
+                "path": op["path"],
+                "op": op["op"],
+                "arithmetic_intensity": {"expr": op["intensity"], "value": op.get("values", {}).get("intensity")},
+                "time_lower_bound_s": op.get("values", {}).get("total_time"),
+                "bound": op.get("bound"),
+            }
+            for op in ops
+        ],
+    }
+
+
+def json_ops(rf, ev) -> list:
+    import json
+
+    return json.loads(rf.render(ev, "json")).get("ops", []) if hasattr(rf, "render") else []
+
+
+def _compare(args) -> str:
+    from .compare import compare, derive_variants, render
+
+    va, vb = derive_variants(args.spec, args.a, args.b, common=args.set, spec_b=args.spec_b, convention=args.flops,
+                             phase=args.phase)
+    rows = compare(va.report, vb.report)
+    labels = (va.label if not args.spec_b else f"{args.spec} {va.label}", vb.label if not args.spec_b else f"{args.spec_b} {vb.label}")
+    return render(rows, va.evaluator, vb.evaluator, args.format, labels=labels)
+
+
+def _devices(args) -> str:
+    from .hardware import render_devices
+
+    return render_devices(fmt=args.format)
 
 
 def _degree(text, env):
@@ -236,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
 
             text, status = run(args)
         else:
-            handler = {"derive": _derive, "presets": _presets, "ops": _ops, "zoo": _zoo}[args.command]
+            handler = {"derive": _derive, "presets": _presets, "ops": _ops, "zoo": _zoo, "compare": _compare,
+                       "devices": _devices}[args.command]
             text, status = handler(args), 0
     except SymcostError as e:
         print(e, file=sys.stderr)
