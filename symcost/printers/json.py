@@ -65,5 +65,5 @@ def document(report: Report, ev: Evaluator) -> dict:
     }
 
 
-def render(report: Report, ev: Evaluator) -> str:
-    return json.dumps(document(report, ev), indent=2) + "\n"
+def render(report: Report, ev: Evaluator, extras: dict | None = None) -> str:
+    return json.dumps({**document(report, ev), **(extras or {})}, indent=2) + "\n"

@@ -67,7 +67,8 @@ def show(evaluator: Evaluator, forms: Forms, expr, unit: str, exact: bool = Fals
     return forms.text(value)
 
 
-def render(report: Report, evaluator: Evaluator, explain: bool = False, width: int | None = None) -> str:
+def render(report: Report, evaluator: Evaluator, explain: bool = False, width: int | None = None,
+           extras: list | None = None) -> str:
     width = width or max(80, min(shutil.get_terminal_size((100, 24)).columns, 160))
     forms = forms_for(report)
     g = report.graph
@@ -94,6 +95,8 @@ def render(report: Report, evaluator: Evaluator, explain: bool = False, width: i
     w.lines.append("")
     w.lines.append("Whole model")
     metric_rows(report.totals, report.repeat_symbols)
+    for block in extras or ():
+        w.lines += ["", block.rstrip("\n")]
     return "\n".join(w.lines) + "\n"
 
 
