@@ -33,7 +33,7 @@ from pathlib import Path
 import sympy as sp
 
 from .errors import SymcostError, suggest
-from .hf import specs_dir
+from .hf import read_json, specs_dir
 
 PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp6", "fp4", "int8", "int4")
 _FIELDS = {
@@ -127,21 +127,9 @@ def load_device(name_or_path: str | Path) -> Device:
 def read_device(path: str | Path) -> Device:
     """Read and check one device file."""
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise SymcostError(f"hardware file {path} is larger than {MAX_FILE_BYTES} bytes")
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SymcostError(f"hardware file {path} is not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        hint = suggest(path.stem, list_devices()) if not path.exists() else None
-        raise SymcostError(f"cannot read hardware file {path}: {e.strerror}", None, hint) from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise SymcostError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-    except (ValueError, RecursionError) as e:
-        raise SymcostError(f"{path} cannot be read as a device: {str(e)[:120]}") from None
+    if not path.exists():
+        raise SymcostError(f"cannot read hardware file {path}: no such file", None, suggest(path.stem, list_devices()))
+    data = read_json(path, "hardware file", MAX_FILE_BYTES)
     return device_from_dict(data, str(path))
 
 

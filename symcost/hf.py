@@ -46,19 +46,27 @@ def preset_config(name: str) -> tuple[dict, str]:
     return json.loads(table[name].read_text()), f"preset {name}"
 
 
-def read_config(path: str) -> tuple[dict, str]:
+def read_json(path, what: str, max_bytes: int | None = None):
+    """A JSON file the user names (a config, a device): every way it can be unreadable is a SymcostError."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise SymcostError(f"{what} {path} is larger than {max_bytes} bytes")
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise SymcostError(f"config {path} is not UTF-8 text (byte {e.start})") from None
+        raise SymcostError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
     except OSError as e:
-        raise SymcostError(f"cannot read config {path}: {e.strerror}") from None
+        raise SymcostError(f"cannot read {what} {path}: {e.strerror}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise SymcostError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except (ValueError, RecursionError) as e:
-        raise SymcostError(f"{path} cannot be read as a config: {str(e)[:120]}") from None
+        raise SymcostError(f"{path} cannot be read as a {what}: {str(e)[:120]}") from None
+
+
+def read_config(path: str) -> tuple[dict, str]:
+    data = read_json(path, "config")
     if not isinstance(data, dict):
         raise SymcostError(f"{path} must hold a JSON object (a transformers config), not {type(data).__name__}")
     return data, path
