@@ -194,7 +194,7 @@ def _analyses(args, report, ev) -> dict:
 
         dp = None if args.dp is None else _degree(args.dp, report.env)
         st = training_state_for(report, precision=args.precision, optimizer=args.optimizer, zero=args.zero, dp=dp)
-        out["training"] = (st.describe(ev, forms), st.to_json(ev))
+        out["training"] = (st.describe(ev if ev.active else None, forms), st.to_json(ev if ev.active else None))
     if args.device:
         from .hardware import load_device
         from .roofline import mfu_for, phase_summary, roofline
@@ -202,7 +202,7 @@ def _analyses(args, report, ev) -> dict:
         device = load_device(args.device)
         summary = phase_summary(report, device)
         rf = roofline(report, device)
-        text = summary.describe(ev, forms)
+        text = summary.describe(ev if ev.active else None, forms)
         doc = _device_json(summary.to_json(ev), json_ops(rf, ev))
         doc["flops"]["value"] = ev.json_value(summary.flops) if ev.active else None
         doc["bytes"]["value"] = ev.json_value(summary.bytes) if ev.active else None

@@ -211,7 +211,9 @@ class TrainingState:
         def term(name: str, text: str, expr: Expr) -> str:
             line = f"  {name:<10} {text}"
             if evaluator is not None:
-                line = f"{line:<32} = {_human_bytes(evaluator(expr))}"
+                value = evaluator(expr)
+                shown = show(value) if isinstance(value, sp.Expr) and not value.is_number else _human_bytes(value)
+                line = f"{line:<32} = {shown}"
             return line
 
         lines.append(term("weights", formula(["weights"]), self.weight_bytes))
