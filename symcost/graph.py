@@ -663,13 +663,14 @@ class Builder:
         out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations))
         outputs, out_map = [], {}
         for i, out in enumerate(rule.outputs):
-            dtype = out.dtype or floating or self.env.default_dtype
             name = st.targets[i].id if i < len(st.targets) else f"{path}#{i}"
             if out.view_of is not None:
                 base = views[id(out.view_of)]
+                dtype = out.dtype or base.dtype  # a view has its base's element type
                 read = base.read_bytes if out.expand else numel(out.shape) * dtype.nbytes
                 t = Tensor(name, tuple(out.shape), dtype, base.storage, read, False, base.sharded)
             else:
+                dtype = out.dtype or floating or self.env.default_dtype
                 t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output", sharded=out_sharded,
                                      tags=ctx.tags)
             outputs.append(t)

@@ -119,3 +119,10 @@ def test_block_dim_and_bool_arguments_and_includes(tmp_path):
     assert same(r.totals["params"], (3 * hh * hh + 3 * hh + 3 * hh * hh + hh) + 2 * hh * hh)
     assert [blk.path for blk in r.blocks] == ["mlp", "mlp.2"]
     assert same(r.totals["matmul_flops_fwd"], 2 * bb * (6 * hh * hh + 2 * hh * hh))
+
+
+def test_a_view_keeps_its_base_dtype():
+    text = "dim n\ndefault dtype bf16\npos = arange(n)\ngrid = reshape(pos, [n, 1])\n"
+    g = build(Module("t.arch", parse_text(text, "t.arch")))
+    grid = next(o for o in g.ops if o.path == "grid")
+    assert grid.outputs[0].dtype.name == "int64"

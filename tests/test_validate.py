@@ -266,3 +266,73 @@ def test_cli_wrong_derived_value_exits_1(hf, tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is False
     assert [c["quantity"] for c in data["checks"] if not c["ok"]] == ["params", "tiny_params"]
+
+
+# ----------------------------------------------------------------------------- the mapping's validate entry
+
+
+def _patched_mapping(monkeypatch, model_type: str, **validate):
+    """The shipped mappings with fields of one model type's `validate` entry replaced (None removes a field)."""
+    table = mappings()
+    entry = {**table[model_type]["validate"], **validate}
+    table[model_type] = {**table[model_type], "validate": {k: v for k, v in entry.items() if v is not None}}
+    monkeypatch.setattr("symcost.hf.mappings", lambda: table)
+    return table
+
+
+def test_validate_entry_defaults_and_kinds():
+    table = mappings()
+    assert table["gpt2"]["validate"].get("inputs", "causal_lm") == "causal_lm"  # the default; lengths ["s"]
+    assert table["bert"]["validate"]["inputs"] == "encoder"
+    assert table["t5"]["validate"] == {"class": "T5ForConditionalGeneration", "config": "T5Config",
+                                       "inputs": "seq2seq", "lengths": ["s", "t"]}
+    assert set(V.INPUTS) == {"causal_lm", "seq2seq", "encoder"}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("inputs", "masked_lm", "inputs 'masked_lm' is not one of causal_lm, seq2seq, encoder"),
+    ("kwargs", ["eager"], "kwargs must be an object of config fields"),
+    ("lengths", "s", "lengths must be a list of dim names"),
+    ("lengths", ["s", "u"], "does not declare the dim 'u'"),
+])
+def test_bad_validate_entry_is_a_clear_error(monkeypatch, field, value, message):
+    _patched_mapping(monkeypatch, "gpt2", **{field: value})
+    config, source = preset_config("gpt2-small")
+    with pytest.raises(SymcostError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        _validate(config, source, ("params",))
+
+
+def test_t5_without_lengths_names_the_unset_dim(monkeypatch):
+    _patched_mapping(monkeypatch, "t5", lengths=None)
+    config, source = preset_config("t5-small")
+    with pytest.raises(SymcostError, match="dims the t5 mapping does not set: t"):
+        _validate(config, source, ("params",))
+
+
+def test_validate_kwargs_reach_every_model_built(hf, monkeypatch):
+    """kwargs are config fields given to every config validate builds: a third token type adds h parameters
+    to the full-size model and to the tiny one, which the spec (T from the preset: 2) does not have."""
+    _patched_mapping(monkeypatch, "bert", kwargs={"type_vocab_size": 3})
+    config, source = preset_config("bert-base-uncased")
+    result = _validate(config, source, ("params", "flops"), [(2, 16)])
+    diffs = {c.quantity: c.difference for c in result.checks}
+    assert diffs == {"params": 768, "tiny_params": 64, "matmul_flops_fwd": 0, "matmul_flops_fwd_bwd": 0}
+    assert not result.ok
+
+
+def test_validate_kwargs_keep_eager_attention_for_the_tiny_model(hf, monkeypatch):
+    _patched_mapping(monkeypatch, "gpt2", kwargs={"attn_implementation": "sdpa", "layer_norm_epsilon": 1e-6})
+    config, source = preset_config("gpt2-small")
+    result = _validate(config, source, ("flops",), [(2, 16)])
+    assert result.ok  # sdpa would miss the attention matmuls: the tiny model stays eager whatever kwargs say
+
+
+@pytest.mark.parametrize("name, inputs", [("bert-base-uncased", "encoder"), ("t5-small", "seq2seq")])
+def test_cli_json_conventions_follow_the_inputs(hf, capsys, name, inputs):
+    assert main(["validate", "--preset", name, "--shapes", "2x16", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["model_class"] == mappings()[name.split("-")[0]]["validate"]["class"]
+    assert data["conventions"]["inputs"] == V.INPUTS[inputs]["call"]
+    assert data["conventions"]["flops_loss"] == V.INPUTS[inputs]["flops"]
+    assert [c["quantity"] for c in data["checks"]] == [
+        "params", "tiny_params", "matmul_flops_fwd", "matmul_flops_fwd_bwd", "activation_bytes"]
