@@ -325,8 +325,10 @@ def _presets(args) -> str:
 
 
 def _peek(cfg: dict, rule):
+    if isinstance(rule, dict) and "field" not in rule:
+        return "…"
     field, default = (rule, None) if isinstance(rule, str) else (rule["field"], rule.get("default"))
-    if field in cfg:
+    if cfg.get(field) is not None:
         return cfg[field]
     return _peek(cfg, default) if isinstance(default, str) else default
 

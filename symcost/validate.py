@@ -31,7 +31,7 @@ from .errors import SymcostError
 SCHEMA = "symcost.validate/1"
 TORCH_HINT = "symcost validate needs the torch extra: pip install 'symcost[torch]'"
 DEFAULT_SHAPES = ((2, 16), (3, 32), (1, 64))
-PARTS = ("params", "flops", "saved")
+PARTS = ("params", "flops", "saved", "kv")
 DTYPE = "fp32"  # the tiny model's dtype, and the dtype the tiny numbers are derived with
 SEED = 0
 
@@ -58,6 +58,7 @@ INPUTS = {
 LABELS = {
     "params": "params (full size, meta)",
     "tiny_params": "params (tiny)",
+    "kv_cache_bytes": "KV cache bytes after prefill",
     "matmul_flops_fwd": "matmul FLOPs forward",
     "matmul_flops_fwd_bwd": "matmul FLOPs fwd+bwd",
     "activation_bytes": "activation bytes",
@@ -265,8 +266,20 @@ class _Plan:
         extra = {"b": b, **{name: s for name in self.lengths}}
         return Evaluator(self.graph.env, {**values, **extra})
 
-    def derived(self, metric: str, values: dict, b: int = 1, s: int = 1) -> int:
-        v = self._evaluator(values, b, s)(self.report.totals[metric])
+    def prefill_report(self):
+        """The same spec derived for --phase prefill (for the KV cache it writes), once per process."""
+        from .derive import derive
+        from .graph import build
+        from .parse import load
+
+        key = (self.spec, tuple(sorted(self.full.options.items())), "prefill")
+        if key not in _DERIVED:
+            graph = build(load(self.spec), options=self.full.options, dtype=DTYPE, phase="prefill")
+            _DERIVED[key] = (graph, derive(graph, "fma"))
+        return _DERIVED[key][1]
+
+    def derived(self, metric: str, values: dict, b: int = 1, s: int = 1, report=None) -> int:
+        v = self._evaluator(values, b, s)((report or self.report).totals[metric])
         if not isinstance(v, int):
             raise SymcostError(f"{self.spec}: {metric} does not evaluate to a whole number ({v})")
         return v
@@ -438,7 +451,7 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise SymcostError(f"unknown validate part(s): {', '.join(unknown)}; use {', '.join(PARTS)}")
-    need_tiny = "flops" in parts or "saved" in parts
+    need_tiny = "flops" in parts or "saved" in parts or "kv" in parts
     shapes = [tuple(x) for x in shapes]
     plan = _Plan(config, source, spec, need_tiny)
     if need_tiny:
@@ -489,7 +502,22 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
                     act = plan.derived("activation_bytes", values, b, s)
                     measured = saved_bytes(model, ids, plan.inputs)
                     result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s))
+                if "kv" in parts and plan.inputs == "causal_lm":
+                    derived = plan.derived("kv_cache_bytes", values, b, s, plan.prefill_report())
+                    if derived:  # a spec that marks its keys and values with cache()
+                        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True,
+                                                   "tiny", b, s))
     return result
+
+
+def kv_cache_bytes(model, ids) -> int:
+    """Bytes of the keys and values a transformers cache holds after one prefill (eval, no_grad)."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        cache = model(ids, use_cache=True).past_key_values
+    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
 
 
 # ----------------------------------------------------------------------------- output

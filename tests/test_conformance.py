@@ -132,3 +132,30 @@ def test_gqa_keeps_kv_over_a_of_the_cache():
     mha = llama(phase="prefill").totals["kv_cache_bytes"].subs(kv, a)
     gqa = llama(phase="prefill").totals["kv_cache_bytes"]
     assert sp.simplify(gqa / mha) == kv / a
+
+
+def test_kv_cache_matches_the_reference_measurements():
+    """measured.json: bytes of a transformers DynamicCache after a prefill of tiny gpt2 and llama models."""
+    import json
+
+    from symcost.evaluate import Evaluator
+
+    from helpers import REFERENCE
+
+    path = REFERENCE / "measured.json"
+    if not path.is_file():
+        pytest.skip(f"no reference measurements at {path}")
+    ref = json.loads(path.read_text())
+    tiny = {
+        "gpt2": ("gpt2.arch", dict(a=4, h=64, L=2, V=1000, P=128)),
+        "llama": ("llama.arch", dict(a=4, kv=2, h=64, f=176, L=2, V=1000)),
+    }
+    dtypes = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+    checked = 0
+    for row in ref["kv_cache_bytes"]:
+        spec, dims = tiny[row["model"]]
+        r = derive(build(load(SPECS / spec), phase="prefill", dtype=dtypes[row["dtype"]]))
+        got = Evaluator(r.env, {**dims, "b": row["b"], "s": row["s"]})(r.totals["kv_cache_bytes"])
+        assert got == row["total_bytes"], row
+        checked += 1
+    assert checked == len(ref["kv_cache_bytes"]) > 0

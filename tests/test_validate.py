@@ -168,7 +168,7 @@ def test_tiny_flops_llama_variants_from_hf_config(hf, tmp_path, capsys, case, ov
     assert data["options"] == {"tied": config["tie_word_embeddings"], "bias": config.get("attention_bias", False),
                                "mlp_bias": config.get("mlp_bias", False)}
     exact = [c for c in data["checks"] if c["exact"]]
-    assert len(exact) == 2 + 2 * len(SHAPES)
+    assert len(exact) == 2 + 3 * len(SHAPES)  # params full and tiny; fwd, fwd+bwd and the KV cache per shape
     assert all(c["derived"] == c["measured"] for c in exact), exact
 
 
@@ -223,7 +223,7 @@ def test_cli_gpt2_xl(hf, capsys):
     assert main(["validate", "--preset", "gpt2-xl"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.endswith("✓")]
-    assert len(rows) == 2 + 2 * 3  # params full and tiny, fwd and fwd+bwd at the three default shapes
+    assert len(rows) == 2 + 3 * 3  # params full and tiny; fwd, fwd+bwd and KV cache at the three default shapes
     assert any(line.startswith("params (full size, meta)") and "1,557,611,200" in line for line in rows)
     assert "✗" not in out and "≠ (reported)" in out
 
@@ -241,7 +241,8 @@ def test_cli_json(hf, capsys):
     assert data["model_type"] == "llama" and data["source"] == "preset llama-2-7b"
     assert data["spec"].endswith("llama.arch")
     quantities = [c["quantity"] for c in data["checks"]]
-    assert quantities == ["params", "tiny_params", "matmul_flops_fwd", "matmul_flops_fwd_bwd", "activation_bytes"]
+    assert quantities == ["params", "tiny_params", "matmul_flops_fwd", "matmul_flops_fwd_bwd", "activation_bytes",
+                          "kv_cache_bytes"]
     for c in data["checks"]:
         assert set(c) >= {"quantity", "derived", "measured", "difference", "exact", "ok"}
         assert c["difference"] == c["measured"] - c["derived"]

@@ -219,7 +219,7 @@ def test_validate_preset(hf, capsys, name):
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True
     exact = [c for c in data["checks"] if c["exact"]]
-    assert [c["quantity"] for c in exact][:2] == ["params", "tiny_params"] and len(exact) == 2 + 2 * 3
+    assert [c["quantity"] for c in exact][:2] == ["params", "tiny_params"] and len(exact) == 2 + 3 * 3
     assert all(c["derived"] == c["measured"] for c in exact), exact
     assert exact[0]["measured"] == PUBLISHED[name]
 
