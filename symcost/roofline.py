@@ -269,12 +269,29 @@ class PhaseSummary:
         show = (lambda e: forms.text(sp.expand(e))) if forms is not None else sp.sstr
         lines = [f"{self.phase} on {self.device} ({self.dtype} peak {_si(self.peak, 'FLOP/s')}, "
                  f"memory {_si(self.bandwidth, 'B/s')}; ridge {float(self.peak / self.bandwidth):.1f} FLOP/B)"]
-        lines.append(f"  FLOPs            {show(self.flops)}")
-        if self.bytes != 0:
-            lines.append(f"  bytes            {show(self.bytes)}")
-        if self.comm_time != 0:
-            lines.append(f"  comm bytes       {show(self.comm_bytes)}")
         v = self.values(evaluator) if evaluator is not None else None
+        def number(expr):
+            value = evaluator(expr) if evaluator is not None else None
+            return float(value) if isinstance(value, (int, float)) or getattr(value, "is_number", False) else None
+
+        per_token = number(self.tokens)
+
+        def amount(expr, unit):
+            value = number(expr)
+            if value is None:
+                return ""
+            text = f"   = {_si(value, unit)}"
+            if per_token and per_token != 1:
+                text += f"  ({_si(value / per_token, unit)} per token)"
+            elif per_token == 1:
+                text += "  per token"
+            return text
+
+        lines.append(f"  FLOPs            {show(self.flops)}{amount(self.flops, 'FLOP')}")
+        if self.bytes != 0:
+            lines.append(f"  bytes            {show(self.bytes)}{amount(self.bytes, 'B')}")
+        if self.comm_time != 0:
+            lines.append(f"  comm bytes       {show(self.comm_bytes)}{amount(self.comm_bytes, 'B')}")
         if v and v["time"] is not None:
             lines.append(f"  compute time  ≥  {_seconds(v['compute_time'])}")
             if self.bytes != 0:

@@ -190,3 +190,10 @@ def test_readme_example_output_is_real(capsys):
     for line in lines[1:]:
         if line.strip() != "…":
             assert line in out.splitlines(), line
+
+
+def test_zoo_page_is_generated_from_the_engine():
+    """docs/zoo.md is `symcost zoo` output: regenerate it (symcost zoo -o docs/zoo.md) when a spec changes."""
+    from symcost.zoo import render
+
+    assert (ROOT / "docs" / "zoo.md").read_text() == render(), "docs/zoo.md is stale: run `symcost zoo -o docs/zoo.md`"
