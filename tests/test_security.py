@@ -448,12 +448,13 @@ def test_grammar_cache_is_not_unpickled_from_a_shared_temp_dir():
 
 # ---- random input ---------------------------------------------------------------------------------------------------
 KEYWORDS = ["model", "include", "dim", "tex", "dtype", "default", "option", "input", "param", "block", "dim", "bool",
-            "repeat", "if", "else", "not", "return", "true", "false"]
+            "repeat", "if", "else", "not", "return", "true", "false", "experts", "top", "fused", "training"]
 PUNCT = ["=", ":", "[", "]", ",", "(", ")", "{", "}", "+", "-", "*", "/", "^", "\n", "#"]
 NAMES = ["b", "s", "h", "x", "y", "w", "o", "f", "t", "L", "d", "bf16", "int64", "q", "z"]
 OPS_USED = ["linear", "gelu", "add", "matmul", "split", "reshape", "concat", "layernorm", "rmsnorm", "transpose",
             "embedding", "split_heads", "merge_heads", "expand_heads", "dropout", "cross_entropy", "slice", "arange",
-            "softmax", "mul", "rope", "bias", "weight", "axis", "out", "enabled", "min", "max"]
+            "softmax", "mul", "rope", "bias", "weight", "axis", "out", "enabled", "min", "max", "cache", "topk",
+            "parallel", "column", "row", "causal", "window", "tanh", "sigmoid"]
 LITERALS = ["0", "1", "2", "3", "0.5", '"doc"', '"blocks/x.arch"', "'", "$", "__import__"]
 TOKENS = KEYWORDS + PUNCT + NAMES + OPS_USED + LITERALS
 PRELUDE = "dim b\ndim s\ndim h\noption o = true\ninput x: [b, s, h]\ninput e: []\nparam w: [h, h]\n"
@@ -465,8 +466,10 @@ SETTINGS = settings(  # deterministic, and writes nothing (no example database, 
 
 def _parse_and_build(text: str) -> None:
     try:
-        graph = build(Module("fuzz.arch", parse_text(text, "fuzz.arch")))
-        derive(graph)
+        module = Module("fuzz.arch", parse_text(text, "fuzz.arch"))
+        derive(build(module))
+        # the serving and parallel paths too: decode shapes, sharding, recomputation, fused traffic
+        derive(build(module, phase="decode"), tp=2, sp=True, recompute="full", flash=True, causal="half")
     except SymcostError as e:
         assert isinstance(e.message, str) and str(e).startswith("error: ")
 
