@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="fused regions run as one kernel: their inner tensors are neither stored nor moved")
     d.add_argument("--tp", metavar="T", help="tensor-parallel degree (a number, or a name such as t to keep it "
                    "symbolic); costs become per device and all-reduce traffic is reported")
+    d.add_argument("--pp", metavar="P", help="pipeline-parallel degree: each device holds L/P of every repeated layer; "
+                   "stage-boundary traffic is reported (a number or a name)")
+    d.add_argument("--ep", metavar="E", help="expert-parallel degree: each device holds 1/E of every mixture's experts; "
+                   "the all-to-all of routed tokens is reported (a number or a name)")
     d.add_argument("--sp", action="store_true", help="sequence parallelism: also shard the activations outside "
                    "tensor-parallel regions (needs --tp)")
     d.add_argument("--causal", choices=("full", "half"), default="full",
@@ -152,16 +156,19 @@ def _derive(args) -> str:
     # options from --set must be known before building, dims after (the env is the spec's)
     phase = args.phase or "train"
     probe = build(module, dtype=args.dtype, phase=phase)
-    tp = _degree(args.tp, probe.env)
+    tp = _degree(args.tp, probe.env, "--tp", "tensor-parallel degree")
+    pp = _degree(args.pp, probe.env, "--pp", "pipeline-parallel degree")
+    ep = _degree(args.ep, probe.env, "--ep", "expert-parallel degree")
     values, options = parse_assignments(args.set, probe.env)
     if resolved:
         _check_names(resolved, probe.env)
         values, options = {**resolved.values, **values}, {**resolved.options, **options}
     graph = build(module, options=options, dtype=args.dtype, phase=phase) if options else probe
-    if tp is not None and tp.is_Symbol:
-        graph.env.dims[tp.name] = probe.env.dims[tp.name]
+    for degree in (tp, pp, ep):
+        if degree is not None and degree.is_Symbol:
+            graph.env.dims[degree.name] = probe.env.dims[degree.name]
     report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
-                    tp=tp, sp=args.sp, causal=args.causal)
+                    tp=tp, sp=args.sp, causal=args.causal, pp=pp, ep=ep)
     ev = Evaluator(graph.env, values)
     if resolved:
         from .hf import check_derived
@@ -185,6 +192,9 @@ def _derive(args) -> str:
 
 def _analyses(args, report, ev) -> dict:
     """Training-state memory (--phase train) and roofline bounds (--device): name -> (text, json)."""
+    import sympy as sp
+
+    from .printers.forms import human
     from .printers.text import forms_for
 
     forms = forms_for(report)
@@ -192,9 +202,19 @@ def _analyses(args, report, ev) -> dict:
     if args.phase == "train" or args.zero or args.dp:
         from .training import training_state_for
 
-        dp = None if args.dp is None else _degree(args.dp, report.env)
+        from .training import dp_communication_bytes
+
+        dp = None if args.dp is None else _degree(args.dp, report.env, "--dp", "data-parallel degree")
         st = training_state_for(report, precision=args.precision, optimizer=args.optimizer, zero=args.zero, dp=dp)
-        out["training"] = (st.describe(ev if ev.active else None, forms), st.to_json(ev if ev.active else None))
+        comm = dp_communication_bytes(report.totals["params"], args.precision, args.zero, dp)
+        shown_ev = ev if ev.active else None
+        text = st.describe(shown_ev, forms).rstrip("\n")
+        value = ev(comm) if ev.active else None
+        text += (f"\n  data-parallel traffic per step: {'3Ψ' if args.zero == 3 else '2Ψ'} elements sent per device"
+                 f" = {forms.text(sp.expand(comm))} bytes" + (f" = {human(value, 'B')}" if value is not None else ""))
+        doc = st.to_json(shown_ev)
+        doc["dp_comm_bytes"] = {"expr": str(sp.expand(comm)), "value": ev.json_value(comm) if ev.active else None}
+        out["training"] = (text, doc)
     if args.device:
         from .hardware import load_device
         from .roofline import mfu_for, phase_summary, roofline
@@ -267,8 +287,8 @@ def _devices(args) -> str:
     return render_devices(fmt=args.format)
 
 
-def _degree(text, env):
-    """--tp: a positive integer, or a new dimension name that stays symbolic (and can be --set)."""
+def _degree(text, env, flag: str = "--tp", doc: str = "tensor-parallel degree"):
+    """A parallel degree: a positive integer, or a new dimension name that stays symbolic (and can be --set)."""
     if text is None:
         return None
     import sympy as sp
@@ -277,13 +297,17 @@ def _degree(text, env):
 
     if text.isdigit():
         if int(text) < 1:
-            raise SymcostError("--tp must be a positive integer or a name")
+            raise SymcostError(f"{flag} must be a positive integer or a name")
         return sp.Integer(int(text))
     if not text.isidentifier():
-        raise SymcostError(f"--tp takes a positive integer or a name such as t, not '{text}'")
-    if text in env.dims or text in env.options:
-        raise SymcostError(f"--tp {text}: the spec already uses the name '{text}'")
-    env.add_dim(S.DimDecl(text, None, "tensor-parallel degree", None, None), lambda *_: None)
+        raise SymcostError(f"{flag} takes a positive integer or a name such as t, not '{text}'")
+    if text in env.dims:
+        if env.dims[text].doc == doc:  # the same degree named twice (--dp and --tp N_d …) is one symbol
+            return env.dims[text].symbol
+        raise SymcostError(f"{flag} {text}: the spec already uses the name '{text}'")
+    if text in env.options:
+        raise SymcostError(f"{flag} {text}: the spec already uses the name '{text}'")
+    env.add_dim(S.DimDecl(text, None, doc, None, None), lambda *_: None)
     return env.dims[text].symbol
 
 

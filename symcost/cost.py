@@ -37,7 +37,7 @@ METRIC_TITLES = {
     "io_bytes": "memory traffic (bytes)",
     "kv_cache_bytes": "KV cache bytes",
     "flops_recompute": "recomputed FLOPs",
-    "comm_bytes": "communication (bytes/device)",
+    "comm_bytes": "communication bytes",
 }
 METRIC_UNITS = {
     "params": "",
@@ -90,6 +90,7 @@ class Cost:
     recompute_mm_outputs: sp.Expr = ZERO
     recompute_other: sp.Expr = ZERO
     comm_bytes: sp.Expr = ZERO  # bytes each device sends for tensor-parallel all-reduces
+    weight_reads: sp.Expr = ZERO  # the part of io_bytes that reads parameters
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

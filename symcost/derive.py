@@ -1,7 +1,7 @@
 """Graph to closed forms: metrics per op, per block instance and for the whole model, canonical and stable."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import sympy as sp
 
@@ -76,6 +76,8 @@ class Settings:
     flash: bool = False  # fused regions run as one kernel (FlashAttention)
     tp: sp.Expr | None = None  # tensor-parallel degree t; None: one device
     sp: bool = False  # sequence parallelism (with tp)
+    pp: sp.Expr | None = None  # pipeline-parallel degree p: each device holds L/p of every repeated layer
+    ep: sp.Expr | None = None  # expert-parallel degree: each device holds E/ep of the experts
     causal: str = "full"  # full | half: count the kept half of causal attention products
 
     def describe(self) -> dict:
@@ -86,6 +88,8 @@ class Settings:
             "flash_attention": self.flash,
             "tensor_parallel": None if self.tp is None else str(self.tp),
             "sequence_parallel": self.sp,
+            "pipeline_parallel": None if self.pp is None else str(self.pp),
+            "expert_parallel": None if self.ep is None else str(self.ep),
             "keep": list(self.keep),
         }
 
@@ -116,7 +120,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         return expand_sum(e.xreplace(defs) if defs else e)
 
     storages = graph.storages
-    costs = {id(node): _account(node, graph, st) for node in graph.ops}
+    a2a = _all_to_all(graph, st)
+    costs = {id(node): _account(node, graph, st, a2a) for node in graph.ops}
     if st.flash:
         _fused_traffic(graph, costs)
 
@@ -131,9 +136,12 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
 
     def nbytes(sid: int) -> sp.Expr:
         store = storages[sid]
+        n = store.nbytes
         if st.tp is not None and (store.sharded or st.sp):
-            return store.nbytes / st.tp
-        return store.nbytes
+            n = n / st.tp
+        if st.pp is not None and _in(store.tags, "repeat:"):
+            n = n / st.pp
+        return n
 
     ops = []
     for node in graph.ops:
@@ -154,6 +162,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         active_params=sum((_param_share(p, st) * p.mult for p in declared), ZERO),
         weight_bytes=sum((_param_share(p, st) * p.dtype.nbytes * p.mult for p in declared), ZERO),
     )
+    total = total + Cost(comm_bytes=_pipeline_traffic(graph, st))
     activation = sp.Add(*(nbytes(sid) * storages[sid].mult for sid in first_saver))
     for fam in graph.families:
         c, o = fam.carried in kept, fam.body_out in kept
@@ -194,11 +203,25 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     return Report(graph, st.convention, totals, blocks, ops, st.keep, tuple(repeat_syms), st)
 
 
+def _in(tags, kind: str) -> bool:
+    return any(t.startswith(kind) for t in tags)
+
+
 def _param_share(p, st: Settings) -> sp.Expr:
     return p.numel / st.tp if (st.tp is not None and p.sharded) else p.numel
 
 
-def _account(node: OpNode, graph: Graph, st: Settings) -> Cost:
+def _pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
+    """Per device and micro-batch: each stage boundary sends the carried activation forward and its gradient
+    back (b·s·h elements per boundary for a Transformer)."""
+    if st.pp is None:
+        return ZERO
+    carried = [f for f in graph.families if f.mult == 1]
+    per_pass = sp.Add(*(graph.storages[f.carried].nbytes for f in carried))
+    return per_pass * (2 if graph.phase == "train" else 1)
+
+
+def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict) -> Cost:
     """One op's per-instance, per-device cost under the settings."""
     cost = node.cost
     if st.causal == "half" and node.attr("causal"):
@@ -213,23 +236,64 @@ def _account(node: OpNode, graph: Graph, st: Settings) -> Cost:
                        recompute_other=cost.other_fwd)
     if graph.phase != "train":
         cost = replace(cost, recompute_macs=ZERO, recompute_mm_outputs=ZERO, recompute_other=ZERO)
+    split = st.pp if st.pp is not None and _in(node.tags, "repeat:") else 1
+    if split != 1:  # this device holds and runs its stage's share L/p of the repeated layers
+        cost = Cost(**{f.name: getattr(cost, f.name) / split for f in fields(Cost)})
+    if st.ep is not None and _in(node.tags, "experts:"):
+        # each device keeps its own tokens and holds E/ep of the experts: weights (and their reads) shrink,
+        # the work on its tokens' k expert slots does not; the tokens travel (all-to-all)
+        e = st.ep
+        cost = replace(cost, params=cost.params / e, weight_bytes=cost.weight_bytes / e,
+                       io_bytes=cost.io_bytes - cost.weight_reads * (1 - 1 / e), weight_reads=cost.weight_reads / e,
+                       comm_bytes=cost.comm_bytes + a2a.get(id(node), ZERO) / split)
     if st.tp is None:
         return cost
     t = st.tp
     if node.sharded:
-        params = sp.Add(*(_param_share(p, st) for p in node.params))
-        share = cost.params / sp.Add(*(p.numel for p in node.params)) if node.params else 1
-        wbytes = sp.Add(*(_param_share(p, st) * p.dtype.nbytes for p in node.params))
-        cost = Cost(
-            params=params * share, active_params=params, weight_bytes=wbytes * share,
-            **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS},
-        )
+        sharded = sp.Add(*(p.numel / t if p.sharded else p.numel for p in node.params))
+        whole = sp.Add(*(p.numel for p in node.params))
+        ratio = sharded / whole if node.params else 1  # the share of this op's weights one device holds
+        cost = replace(cost, params=cost.params * ratio, active_params=cost.active_params * ratio,
+                       weight_bytes=cost.weight_bytes * ratio,
+                       **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS})
     ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
-    return replace(cost, comm_bytes=(node.comm_fwd + node.comm_bwd) * ring)
+    return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring / split)
+
+
+def _all_to_all(graph: Graph, st: Settings) -> dict:
+    """Expert parallelism: each token goes to the devices holding its k experts and comes back (all-to-all).
+    Per op (id → bytes per instance): what enters an experts region (dispatch, at its first reader) and what
+    leaves it (combine, at its producer), each moving (ep−1)/ep of its bytes, forward and backward."""
+    if st.ep is None:
+        return {}
+    storages = graph.storages
+    passes = 2 if graph.phase == "train" else 1
+    share = (st.ep - 1) / st.ep * passes
+    readers: dict[int, list] = {}
+    for node in graph.ops:
+        for t in node.inputs:
+            readers.setdefault(t.storage, []).append(node)
+    out: dict[int, sp.Expr] = {}
+    seen: set = set()
+    for node in graph.ops:
+        region = next((t for t in node.tags if t.startswith("experts:")), None)
+        if region is None:
+            continue
+        moved = []
+        for t in node.inputs:
+            if not t.is_param and region not in storages[t.storage].tags and (region, t.storage) not in seen:
+                seen.add((region, t.storage))
+                moved.append(t.nbytes)
+        for t in node.outputs:
+            if any(region not in r.tags for r in readers.get(t.storage, [])):
+                moved.append(t.nbytes)
+        if moved:
+            out[id(node)] = sp.Add(*moved) * share
+    return out
 
 
 _COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "other_fwd", "other_bwd", "io_bytes",
-                   "cache_bytes", "recompute_macs", "recompute_mm_outputs", "recompute_other")
+                   "cache_bytes", "recompute_macs", "recompute_mm_outputs", "recompute_other", "weight_reads")
 
 
 def _dropped(store, saved_by: list, carried: set, st: Settings) -> bool:

@@ -486,7 +486,9 @@ class Builder:
                 raise SymcostError(f"an expert count must be a positive integer, not {v}", node.loc)
         if count.is_number and active.is_number and active > count:
             raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
-        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count, ctx.tags)
+        self._next_region += 1
+        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count,
+                    ctx.tags | {f"experts:{self._next_region}"})
         for s in st.body:
             self._stmt(s, scope, inner, bools, in_block)
 
@@ -700,17 +702,20 @@ class Builder:
         share = ctx.params / ctx.mult
         numel_created = sp.Add(*(p.numel for p in created))
         param_bytes = sp.Add(*(p.numel * p.dtype.nbytes for p in created))
+        weight_reads = sp.Integer(0)
         if all(o.view_of is not None for o in rule.outputs):
             io = sp.Integer(0)
         else:
             if rule.reads is None:
-                reads = sp.Add(*(t.read_bytes * (share if t.is_param else 1) for t in inputs)) + param_bytes * share
+                weight_reads = sp.Add(*(t.read_bytes * share for t in inputs if t.is_param)) + param_bytes * share
+                reads = sp.Add(*(t.read_bytes for t in inputs if not t.is_param)) + weight_reads
             else:  # the rule says what it reads; a None entry for the table means "the rows of the output"
                 rows = outputs[0].nbytes
                 reads = sp.Add(*(rows if n is None else n for x, n in rule.reads if x is not None or n is None))
             io = reads + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
         cost = rule.cost + Cost(
-            params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io
+            params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io,
+            weight_reads=weight_reads,
         )
         if inference:
             cost = replace(cost, macs_bwd=sp.Integer(0), mm_outputs_bwd=sp.Integer(0), other_bwd=sp.Integer(0))

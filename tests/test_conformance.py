@@ -159,3 +159,33 @@ def test_kv_cache_matches_the_reference_measurements():
         assert got == row["total_bytes"], row
         checked += 1
     assert checked == len(ref["kv_cache_bytes"]) > 0
+
+
+# ---- pipeline, expert and data parallelism -----------------------------------------------------------------
+def test_pipeline_parallel_stage_share_and_boundary_traffic():
+    p = sym("p")
+    r = gpt2(pp=p)
+    assert same(layer(r, "params"), (12 * h**2 + 13 * h) / p)
+    assert same(layer(r, "activation_bytes"), (34 * b * s * h + 5 * a * b * s**2) / p)
+    # a stage boundary sends b·s·h activations forward and their gradient back (16-bit)
+    assert same(r.totals["comm_bytes"], 2 * 2 * b * s * h)
+
+
+def test_expert_parallel_splits_expert_weights_and_moves_tokens():
+    e, E_, k_ = sym("e"), sym("E"), sym("k")
+    r = derive(build(load(SPECS / "mixtral.arch")), ep=e)
+    dense = derive(build(load(SPECS / "mixtral.arch")))
+    lay, lay_dense = layer(r, "params"), layer(dense, "params")
+    assert same(lay_dense - lay, 3 * h * f * E_ * (1 - 1 / e))  # only the experts' matrices are split
+    assert same(layer(r, "matmul_flops_fwd"), layer(dense, "matmul_flops_fwd"))  # each device keeps its tokens
+    # dispatch and combine of each token's k copies, forward and backward, (e−1)/e of them leave the device
+    routed = sp.Poly(layer(r, "comm_bytes"), h).coeff_monomial(h)
+    assert same(routed, 2 * 2 * 2 * b * s * k_ * (e - 1) / e)
+
+
+def test_data_parallel_traffic_per_step():
+    from symcost.training import dp_communication_bytes
+
+    psi = gpt2().totals["params"]
+    assert same(dp_communication_bytes(psi, "mixed-bf16", 0, 64), 2 * psi * 2)  # 2Ψ elements at 16 bits
+    assert same(dp_communication_bytes(psi, "mixed-bf16", 3, 64), 3 * psi * 2)  # ZeRO-3: 3Ψ

@@ -35,6 +35,10 @@ def conventions_line(report: Report) -> str:
             parts.append("fused attention (FlashAttention)")
         if st.tp is not None:
             parts.append(f"per device of tensor-parallel degree {st.tp}" + (" with sequence parallelism" if st.sp else ""))
+        if st.pp is not None:
+            parts.append(f"per pipeline stage of {st.pp}")
+        if st.ep is not None:
+            parts.append(f"experts over {st.ep} devices")
     if report.graph.phase == "train":
         parts.append("activations: tensors saved for backward, each once")
     return " · ".join(parts)
