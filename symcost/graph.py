@@ -395,8 +395,12 @@ class Builder:
             self._if(st, scope, ctx, bools, in_block)
         elif isinstance(st, S.Return):
             raise SymcostError("'return' is only allowed as the last statement of a block", st.loc)
-        elif isinstance(st, (S.ParamDecl, S.InputDecl, S.DimDecl)):  # pragma: no cover - grammar prevents
-            raise SymcostError("declarations belong at the top level", st.loc)
+        elif isinstance(st, S.ParamDecl):  # in an `if` branch: a parameter whose shape an option chooses
+            if in_block or ctx.mult != 1 or ctx.prefix:
+                raise SymcostError("a param is declared at the top level (or in a top-level if), not in a block or repeat",
+                                   st.loc)
+            self._claim("parameter")(st.name, st.loc)
+            self._declare_param(st, scope)
 
     def _cond(self, name: str, loc: Loc, bools: dict) -> bool:
         if name in bools:
@@ -422,11 +426,13 @@ class Builder:
 
     def _snapshot(self):
         g = self.graph
-        return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths))
+        return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
+                dict(self.kinds), dict(self.global_tensors))
 
     def _restore(self, snap) -> None:
         g = self.graph
-        n_ops, n_blocks, n_params, n_fam, n_st, used = snap
+        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors = snap
+        self.kinds, self.global_tensors = kinds, tensors
         del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:]
         for sid in range(n_st, self._next_storage):
             g.storages.pop(sid, None)

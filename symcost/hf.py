@@ -3,7 +3,8 @@
 One mapping file per model_type, `specs/hf/<model_type>.json`:
   spec      the .arch file (relative to specs/)
   dims      spec dim -> config field, or {"field": name, "default": number | other field}
-  options   spec option -> {"field": name, "default": bool}, or {"any_nonzero": [fields], "default": bool}
+  options   spec option -> {"field": name, "default": bool}, {"any_nonzero": [fields], "default": bool},
+            or {"differ": [dim rule, dim rule]} (true when the two fields differ)
   derived   spec derived dim -> config field that must agree with it when present (head_dim -> d)
   validate  the transformers model and config classes `symcost validate` builds
   tiny      how `symcost validate` shrinks the config for its tiny model
@@ -117,6 +118,10 @@ def resolve(config: dict, source: str) -> Resolved:
         values[dim] = v
     options = {}
     for opt, rule in m.get("options", {}).items():
+        if isinstance(rule, dict) and "differ" in rule:  # true when two fields (resolved with defaults) differ
+            first, second = (_field(config, f, opt, source, model_type) for f in rule["differ"])
+            options[opt] = first != second
+            continue
         if isinstance(rule, dict) and "any_nonzero" in rule:
             present = [config[f] for f in rule["any_nonzero"] if config.get(f) is not None]
             if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in present):

@@ -420,6 +420,12 @@ def expand_heads(x: T, heads: Dim) -> Rule:
 
 
 @op
+def identity(x: T) -> Rule:
+    """The same tensor under a new name (one branch of an option that does nothing), a view."""
+    return Rule((Out(x.shape, view_of=x),))
+
+
+@op
 def transpose(x: T, i: Axis = -2, j: Axis = -1) -> Rule:
     """Swap two axes, a view."""
     shape = list(x.shape)

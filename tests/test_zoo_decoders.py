@@ -42,6 +42,7 @@ PUBLISHED = {
     "gemma-7b": 8_537_680_896,
     "opt-125m": 125_239_296,
     "opt-1.3b": 1_315_758_080,
+    "opt-350m": 331_196_416,
     "phi-2": 2_779_683_840,
     "falcon-7b": 6_921_720_704,
 }
@@ -186,12 +187,16 @@ def test_tiny_rules_keep_each_familys_structure():
     assert V.tiny_config(opt350, m["opt"], "t")["word_embed_proj_dim"] == 32  # stays below the hidden size
 
 
-def test_opt_350m_projection_is_rejected_not_miscounted():
-    """opt.arch cannot express project_in/project_out yet: such a config is an error, not a wrong count."""
-    config = {**preset_config("opt-125m")[0], "hidden_size": 1024, "num_attention_heads": 16,
-              "word_embed_proj_dim": 512, "do_layer_norm_before": False}
-    with pytest.raises(SymcostError, match="word_embed_proj_dim=512"):
-        V._Plan(config, "opt-350m", None, need_tiny=False)
+def test_opt_350m_projects_a_narrower_embedding():
+    """word_embed_proj_dim e < h: a [V, e] table, project_in [e, h] and project_out [h, e], the head tied to it."""
+    r = report_for("opt.arch", options={"project": True, "pre_ln": False})
+    plain = report_for("opt.arch", options={"pre_ln": False})
+    e, V, h = sym("e"), sym("V"), sym("h")
+    # the table shrinks from V·h to V·e, and project_in and project_out add e·h each
+    assert same(r.totals["params"] - plain.totals["params"], V * e - V * h + 2 * e * h)
+    cfg = preset_config("opt-350m")[0]
+    ev = Evaluator(r.env, {**resolve(cfg, "opt-350m").values, "b": 1, "s": 1})
+    assert ev(r.totals["params"]) == 331_196_416  # published OPT-350m: 331M
 
 
 # ----------------------------------------------------------------------------- symcost validate
