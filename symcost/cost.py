@@ -91,6 +91,7 @@ class Cost:
     recompute_other: sp.Expr = ZERO
     comm_bytes: sp.Expr = ZERO  # bytes each device sends for tensor-parallel all-reduces
     weight_reads: sp.Expr = ZERO  # the part of io_bytes that reads parameters
+    io_sharded: sp.Expr = ZERO  # the part of io_bytes in tensor-parallel sharded tensors and weights
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

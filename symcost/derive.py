@@ -121,9 +121,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
 
     storages = graph.storages
     a2a = _all_to_all(graph, st)
-    costs = {id(node): _account(node, graph, st, a2a) for node in graph.ops}
-    if st.flash:
-        _fused_traffic(graph, costs)
+    fused_io = _fused_traffic(graph) if st.flash else {}
+    costs = {id(node): _account(node, graph, st, a2a, fused_io) for node in graph.ops}
 
     # which saved storages are kept, and how many bytes each holds per device
     savers: dict[int, list] = {}
@@ -164,9 +163,26 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     )
     total = total + Cost(comm_bytes=_pipeline_traffic(graph, st))
     activation = sp.Add(*(nbytes(sid) * storages[sid].mult for sid in first_saver))
+    # Nested loops share instances: an inner loop's first input is the outer loop's carried tensor, and its
+    # last output may be the outer body's output. Count such an instance once, as the outer loop's.
+    seen = set(kept)
+    carried_by = {f.carried: f for f in graph.families}
+    final_of = {f.final: f for f in graph.families}
+    for inner in graph.families:
+        if inner.init in carried_by and inner.carried in kept:
+            outer = carried_by[inner.init]  # saved as the inner loop's first input (its family rule drops the copy)
+            if outer.carried not in seen:
+                seen.add(outer.carried)
+                activation += nbytes(outer.carried) * storages[outer.carried].mult
+    for outer in graph.families:
+        inner = final_of.get(outer.body_out)
+        if inner is not None and inner.body_out in kept and outer.body_out not in seen:
+            # the outer body's output is the inner loop's last output: saved, and its family rule drops the copy
+            seen.add(outer.body_out)
+            activation += nbytes(outer.body_out) * storages[outer.body_out].mult
     for fam in graph.families:
-        c, o = fam.carried in kept, fam.body_out in kept
-        i, z = int(fam.init in kept), int(fam.final in kept)
+        c, o = fam.carried in seen, fam.body_out in seen
+        i, z = int(fam.init in seen), int(fam.final in seen)
         if c and o:
             correction = 1 - fam.count - i - z
         elif c:
@@ -182,7 +198,10 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     blocks = []
     for b in graph.blocks:
         inside = [r for r in ops if r.node.path.startswith(b.path + "/")]
-        cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult) for r in inside)
+        # under pipeline parallelism a device holds L/p layers, each of them whole
+        staged = st.pp is not None and b.mult.free_symbols and any(_in(r.node.tags, "repeat:") for r in inside)
+        undo = st.pp if staged else 1
+        cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult * undo) for r in inside)
         acts = []
         for r in inside:
             for sid in r.node.saves:
@@ -190,10 +209,10 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
                 if first_saver.get(sid) is not r.node:
                     continue
                 if store.creator.startswith(b.path + "/") or (sid in b.args and store.mult == b.mult):
-                    acts.append(nbytes(sid) * store.mult / b.mult)
+                    acts.append(nbytes(sid) * store.mult / b.mult * undo)
         act = sp.Add(*acts)
         metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, st.convention)) for m in METRICS}
-        blocks.append(BlockReport(b.path, b.block, b.mult, metrics))
+        blocks.append(BlockReport(b.path, b.block, b.mult / undo if staged else b.mult, metrics))
 
     repeat_syms = []
     for b in graph.blocks:
@@ -214,17 +233,23 @@ def _param_share(p, st: Settings) -> sp.Expr:
 def _pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
     """Per device and micro-batch: each stage boundary sends the carried activation forward and its gradient
     back (b·s·h elements per boundary for a Transformer)."""
-    if st.pp is None:
+    if st.pp is None or st.pp == 1:
         return ZERO
-    carried = [f for f in graph.families if f.mult == 1]
-    per_pass = sp.Add(*(graph.storages[f.carried].nbytes for f in carried))
+    carried = [graph.storages[f.carried].nbytes for f in graph.families if f.mult == 1]
+    if not carried:
+        return ZERO
+    # a device sits between two stages at most: it sends one boundary's activation (the widest, if the
+    # spec repeats several kinds of layer) forward and receives/sends its gradient back
+    per_pass = carried[0] if len(carried) == 1 else sp.Max(*carried)
     return per_pass * (2 if graph.phase == "train" else 1)
 
 
-def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict) -> Cost:
+def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict) -> Cost:
     """One op's per-instance, per-device cost under the settings."""
     cost = node.cost
-    if st.causal == "half" and node.attr("causal"):
+    if id(node) in fused_io:
+        cost = replace(cost, io_bytes=fused_io[id(node)][0], io_sharded=fused_io[id(node)][1])
+    if st.causal == "half" and node.attr("causal") and graph.phase != "decode":  # one query sees every key
         half = sp.Rational(1, 2)
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
                        macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
@@ -250,12 +275,12 @@ def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict) -> Cost:
         return cost
     t = st.tp
     if node.sharded:
-        sharded = sp.Add(*(p.numel / t if p.sharded else p.numel for p in node.params))
-        whole = sp.Add(*(p.numel for p in node.params))
-        ratio = sharded / whole if node.params else 1  # the share of this op's weights one device holds
-        cost = replace(cost, params=cost.params * ratio, active_params=cost.active_params * ratio,
-                       weight_bytes=cost.weight_bytes * ratio,
-                       **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS})
+        share = node.params[0].mult / node.mult if node.params else 1  # E/k for an expert's weights, else 1
+        params = sp.Add(*(p.numel / t if p.sharded else p.numel for p in node.params))
+        wbytes = sp.Add(*((p.numel / t if p.sharded else p.numel) * p.dtype.nbytes for p in node.params))
+        io = cost.io_bytes - cost.io_sharded * (1 - 1 / t)  # replicated inputs and whole outputs move in full
+        cost = replace(cost, params=params * share, active_params=params, weight_bytes=wbytes * share,
+                       **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS}, io_bytes=io, io_sharded=cost.io_sharded / t)
     ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
     return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring / split)
 
@@ -292,7 +317,7 @@ def _all_to_all(graph: Graph, st: Settings) -> dict:
     return out
 
 
-_COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "other_fwd", "other_bwd", "io_bytes",
+_COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "other_fwd", "other_bwd",
                    "cache_bytes", "recompute_macs", "recompute_mm_outputs", "recompute_other", "weight_reads")
 
 
@@ -306,26 +331,27 @@ def _dropped(store, saved_by: list, carried: set, st: Settings) -> bool:
     return False
 
 
-def _fused_traffic(graph: Graph, costs: dict) -> None:
-    """A fused kernel reads its region's inputs and writes what leaves the region, nothing in between."""
+def _fused_traffic(graph: Graph) -> dict:
+    """A fused kernel reads its region's inputs and writes what leaves the region, nothing in between:
+    op id -> (bytes moved, the sharded part of them)."""
     readers: dict[int, list] = {}
     for node in graph.ops:
         for t in node.inputs:
             readers.setdefault(t.storage, []).append(node)
     storages = graph.storages
+    out = {}
     for node in graph.ops:
-        regions = {t for t in node.tags if t.startswith("fused:")}
-        if not regions:
+        region = next((t for t in node.tags if t.startswith("fused:")), None)
+        if region is None:
             continue
-        r = next(iter(regions))
-        inside = lambda sid: r in storages[sid].tags  # noqa: E731 - a local predicate
-        reads = sp.Add(*(t.read_bytes for t in node.inputs if not inside(t.storage)))
-        writes = sp.Add(*(
-            t.nbytes for t in node.outputs
-            if inside(t.storage) and any(r not in n.tags for n in readers.get(t.storage, []))
-        ))
-        cost = costs[id(node)]
-        costs[id(node)] = replace(cost, io_bytes=reads + writes)
+        moved = [t for t in node.inputs if region not in storages[t.storage].tags]
+        moved_bytes = [t.read_bytes for t in moved]
+        written = [t for t in node.outputs
+                   if region in storages[t.storage].tags and any(region not in n.tags for n in readers.get(t.storage, []))]
+        total = sp.Add(*moved_bytes, *(t.nbytes for t in written))
+        sharded = sp.Add(*(t.read_bytes for t in moved if t.sharded), *(t.nbytes for t in written if t.sharded))
+        out[id(node)] = (total, sharded)
+    return out
 
 
 def expand_sum(e: sp.Expr) -> sp.Expr:

@@ -189,6 +189,8 @@ def _assigned(stmts, env_options: dict, local_bools: dict) -> list[str]:
             value = local_bools.get(st.option, env_options.get(st.option, False))
             taken = st.then if value != st.negated else st.orelse
             out.extend(_assigned(taken, env_options, local_bools))
+        elif isinstance(st, (S.Repeat, S.Fused, S.Experts)):
+            out.extend(_assigned(st.body, env_options, local_bools))
     return out
 
 
@@ -208,6 +210,7 @@ class Builder:
         self.phase = phase
         self.build_info = Build(phase)
         self._next_region = 0
+        self._allreduced: set[int] = set()  # inputs of column-parallel layers whose gradient is already all-reduced
         self.module = module
         self.option_overrides = dict(options or {})
         self.dtype_override = dtype
@@ -719,9 +722,15 @@ class Builder:
                 rows = outputs[0].nbytes
                 reads = sp.Add(*(rows if n is None else n for x, n in rule.reads if x is not None or n is None))
             io = reads + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
+        # the traffic of sharded tensors and weights, which tensor parallelism divides among the devices
+        io_sharded = sp.Integer(0)
+        if io != 0:
+            io_sharded = sp.Add(*(t.read_bytes for t in inputs if t.sharded and not t.is_param)) + sp.Add(
+                *(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None and t.sharded)
+            ) + sp.Add(*(p.numel * p.dtype.nbytes * share for p in created if p.sharded))
         cost = rule.cost + Cost(
             params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io,
-            weight_reads=weight_reads,
+            weight_reads=weight_reads, io_sharded=io_sharded,
         )
         if inference:
             cost = replace(cost, macs_bwd=sp.Integer(0), mm_outputs_bwd=sp.Integer(0), other_bwd=sp.Integer(0))
@@ -729,7 +738,11 @@ class Builder:
         attrs = tuple((k, bound[k]) for k in ("parallel", "causal") if k in bound)
         op_sharded = any(t.sharded for t in (*activations, *outputs)) or any(p.sharded for p in created)
         comm_fwd = outputs[0].nbytes if parallel == "row" else sp.Integer(0)
-        comm_bwd = activations[0].nbytes if parallel == "column" and not inference else sp.Integer(0)
+        comm_bwd = sp.Integer(0)
+        if parallel == "column" and not inference and activations[0].storage not in self._allreduced:
+            # the gradients of q, k and v (or gate and up) w.r.t. their shared input are summed, then all-reduced once
+            self._allreduced.add(activations[0].storage)
+            comm_bwd = activations[0].nbytes
         self.graph.ops.append(
             OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
                    tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, attrs, op_sharded, comm_fwd, comm_bwd)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .cost import Cost, batched_matmul, elementwise, matmul as matmul_cost
-from .dims import DType, dims_equal, fmt_shape
+from .dims import DType, dims_equal, fmt_shape, is_bad_size
 from .errors import SymcostError
 
 # ---- per-element FLOPs of the non-matmul ops (forward, backward) ---------------------------------
@@ -157,6 +157,16 @@ def _axis(x: T, axis: int, op_name: str) -> int:
     if not -x.rank <= axis < x.rank:
         raise SymcostError(f"{op_name}: axis {axis} is out of range for a tensor of shape {fmt_shape(x.shape)}")
     return axis % x.rank
+
+
+MAX_PARTS = 4096
+
+
+def _fits(size, axis_size, op_name: str, what: str) -> None:
+    """A slice of an axis cannot be longer than the axis."""
+    over = sp.expand(size - axis_size)
+    if over.is_positive:
+        raise SymcostError(f"{op_name}: {what} {size} is larger than the axis it takes from ({axis_size})")
 
 
 def _need_rank(x: T, rank: int, op_name: str, what: str) -> None:
@@ -368,15 +378,17 @@ def sigmoid(x: T) -> Rule:
 def topk(x: T, k: Dim) -> Rule:
     """The k largest entries along the last axis: values [.., k] and int64 indices [.., k]; saves the indices."""
     _need_rank(x, 1, "topk", "the input")
+    _fits(k, x.shape[-1], "topk", "k")
     shape = (*x.shape[:-1], k)
     idx = Out(shape, dtype=INT64)
     return Rule((Out(shape), idx), cost=elementwise(x.numel, *TOPK), saves=(idx,))
 
 
 @op
-def dropout(x: T, *, enabled: bool = True) -> Rule:
-    """Dropout; saves a 1-byte mask the size of its input. `enabled=false` makes it the identity (a view)."""
-    if not enabled:
+def dropout(x: T, *, enabled: bool = True, build: Build = Build()) -> Rule:
+    """Dropout; saves a 1-byte mask the size of its input. `enabled=false`, and generation (prefill, decode),
+    make it the identity (a view)."""
+    if not enabled or build.phase != "train":
         return Rule((Out(x.shape, view_of=x),))
     return Rule((Out(x.shape),), cost=elementwise(x.numel, *DROPOUT), saves=(Internal(x.shape, "bool", "mask"),))
 
@@ -448,9 +460,9 @@ def split(x: T, parts: Dims, *, axis: Axis = -1) -> Rule:
     ax = _axis(x, axis, "split")
     total = x.shape[ax]
     if len(parts) == 1:
-        sizes = [total / parts[0]] * int(parts[0]) if parts[0].is_Integer else None
-        if sizes is None:
-            raise SymcostError(f"split: the number of parts must be an integer literal, not {parts[0]}")
+        if not parts[0].is_Integer or not 1 <= parts[0] <= MAX_PARTS:
+            raise SymcostError(f"split: the number of parts must be an integer from 1 to {MAX_PARTS}, not {parts[0]}")
+        sizes = [total / parts[0]] * int(parts[0])
     else:
         sizes = list(parts)
         if not dims_equal(sum(sizes), total):
@@ -465,6 +477,7 @@ def split(x: T, parts: Dims, *, axis: Axis = -1) -> Rule:
 def slice_(x: T, size: Dim, *, axis: Axis = -1) -> Rule:
     """The first `size` entries along an axis, a view."""
     ax = _axis(x, axis, "slice")
+    _fits(size, x.shape[ax], "slice", "size")
     return Rule((Out((*x.shape[:ax], size, *x.shape[ax + 1 :]), view_of=x),))
 
 
@@ -499,6 +512,8 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
     entries are written to the cache. Decode (s = 1): the new entry is appended and all c cached entries are
     read, so the result is [.., c, d]. A sliding `window` keeps at most that many entries."""
     ax = _axis(x, axis, "cache")
+    if window is not None and is_bad_size(window):
+        raise SymcostError(f"cache: a window must be a positive integer, not {window}")
     per_entry = numel(x.shape) / x.shape[ax] * x.dtype.nbytes
     if build.phase == "train":
         return Rule((Out(x.shape, view_of=x),))

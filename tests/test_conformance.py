@@ -89,6 +89,29 @@ def test_palm_training_flops_per_token():
 
 
 # ---- Megatron tensor parallelism: 4 all-reduces of b·s·h per layer per micro-batch ----------------------------
+def test_tensor_parallel_all_reduces_once_per_shared_input():
+    ring = 2 * (t - 1) / t
+    # separate q, k, v (and gate, up) projections share their input: one backward all-reduce each
+    assert same(layer(llama(tp=t), "comm_bytes"), 4 * ring * b * s * h * 2)
+
+
+def test_tensor_parallel_traffic_keeps_replicated_tensors_whole():
+    qkv = next(o for o in gpt2(tp=t).ops if o.node.path.endswith("causal_self_attention/qkv"))
+    bias = True  # the spec's default: the column-parallel bias is sharded with the weight
+    weights = (6 * h**2 + 6 * h) / t if bias else 6 * h**2 / t
+    assert same(qkv.metrics["io_bytes"], 2 * b * s * h + 6 * b * s * h / t + weights)
+
+
+def test_no_causal_halving_when_decoding():
+    full = llama(phase="decode").totals["matmul_flops_fwd"]
+    assert same(llama(phase="decode", causal="half").totals["matmul_flops_fwd"], full)
+
+
+def test_dropout_is_the_identity_when_generating():
+    prefill = gpt2(phase="prefill")
+    assert not any(r.node.op == "dropout" and r.metrics["flops_fwd"] != 0 for r in prefill.ops)
+
+
 def test_tensor_parallel_communication_per_layer():
     comm = layer(gpt2(tp=t), "comm_bytes")
     ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
@@ -165,10 +188,15 @@ def test_kv_cache_matches_the_reference_measurements():
 def test_pipeline_parallel_stage_share_and_boundary_traffic():
     p = sym("p")
     r = gpt2(pp=p)
-    assert same(layer(r, "params"), (12 * h**2 + 13 * h) / p)
-    assert same(layer(r, "activation_bytes"), (34 * b * s * h + 5 * a * b * s**2) / p)
+    # a device holds L/p whole layers
+    assert next(blk for blk in r.blocks if blk.path == "layer").repeat == L / p
+    assert same(layer(r, "params"), 12 * h**2 + 13 * h)
+    assert same(r.totals["params"] - gpt2().totals["params"], (L / p - L) * (12 * h**2 + 13 * h))
+    assert same(r.totals["activation_bytes"] - gpt2().totals["activation_bytes"],
+                (L / p - L) * (34 * b * s * h + 5 * a * b * s**2))
     # a stage boundary sends b·s·h activations forward and their gradient back (16-bit)
     assert same(r.totals["comm_bytes"], 2 * 2 * b * s * h)
+    assert gpt2(pp=sp.Integer(1)).totals["comm_bytes"] == 0
 
 
 def test_expert_parallel_splits_expert_weights_and_moves_tokens():

@@ -118,8 +118,44 @@ y = gelu(x0)
 """
 
 
-@settings(max_examples=10, deadline=None)
-@given(b=small, n=small, R=st.integers(1, 5), spec=st.sampled_from([CARRIED_SAVED_BOTH_SIDES, CARRIED_IN_AND_OUT]))
+CARRIED_THROUGH_NESTED = """
+dim b "batch"
+dim n "width"
+dim R "repeats"
+input x0: [b, n]
+x = gelu(x0)
+repeat R {
+  repeat 2 {
+    x = gelu(x)
+  }
+  fused {
+    x = relu(x)
+  }
+}
+t = gelu(x)
+"""
+
+
+CARRIED_INNER_LAST = """
+dim b "batch"
+dim n "width"
+dim R "repeats"
+input x0: [b, n]
+x = gelu(x0)
+y = gelu(x)
+repeat R {
+  u = gelu(x)
+  repeat 3 {
+    x = relu(x)
+  }
+}
+t = gelu(x)
+"""
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=small, n=small, R=st.integers(1, 5),
+       spec=st.sampled_from([CARRIED_SAVED_BOTH_SIDES, CARRIED_IN_AND_OUT, CARRIED_THROUGH_NESTED, CARRIED_INNER_LAST]))
 def test_loop_carried_storage_saved_inside_and_outside(b, n, R, spec):
     # relu saves its output (x_1..x_R), gelu saves its input: x_0..x_R are each counted once
     module = Module("carried.arch", parse_text(spec, "carried.arch"))
