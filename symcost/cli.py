@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--optimizer", default="adamw",
                    choices=("adam", "adamw", "adam-amsgrad", "adamw-amsgrad", "sgd-momentum", "sgd", "none"),
                    help="optimizer for training-state memory (default adamw)")
-    d.add_argument("--precision", default="mixed-bf16", choices=("fp32", "mixed-bf16", "mixed-fp16", "bf16", "fp16"),
-                   help="training precision policy (default mixed-bf16: 16-bit weights and gradients, fp32 master weights)")
+    d.add_argument("--precision", choices=("fp32", "mixed-bf16", "mixed-fp16", "bf16", "fp16"),
+                   help="training precision policy (default: from the dtype — mixed-bf16 for bf16: 16-bit weights and "
+                   "gradients, fp32 master weights; fp32 for fp32)")
     d.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage (default 0)")
     d.add_argument("--dp", metavar="N", help="data-parallel degree N_d for ZeRO sharding (a number or a name; default the symbol N_d)")
     d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
@@ -155,16 +156,24 @@ def _derive(args) -> str:
     module = load(spec)
     # options from --set must be known before building, dims after (the env is the spec's)
     phase = args.phase or "train"
+    if args.explain and args.format != "text":
+        raise SymcostError("--explain walks the derivation in text; use it without --format")
+    if args.step_time is not None and (args.step_time <= 0 or phase != "train"):
+        raise SymcostError("--step-time takes a measured training step time in seconds (> 0), with --phase train")
     probe = build(module, dtype=args.dtype, phase=phase)
     tp = _degree(args.tp, probe.env, "--tp", "tensor-parallel degree")
     pp = _degree(args.pp, probe.env, "--pp", "pipeline-parallel degree")
     ep = _degree(args.ep, probe.env, "--ep", "expert-parallel degree")
+    training = args.phase == "train" or args.zero or args.dp
+    args.dp_degree = _degree(args.dp or "N_d", probe.env, "--dp", "data-parallel degree") if training else None
     values, options = parse_assignments(args.set, probe.env)
+    if phase == "decode" and "s" in values:
+        raise SymcostError("--phase decode computes one new token per sequence (s = 1); set c, the cached tokens")
     if resolved:
         _check_names(resolved, probe.env)
         values, options = {**resolved.values, **values}, {**resolved.options, **options}
     graph = build(module, options=options, dtype=args.dtype, phase=phase) if options else probe
-    for degree in (tp, pp, ep):
+    for degree in (tp, pp, ep, args.dp_degree):
         if degree is not None and degree.is_Symbol:
             graph.env.dims[degree.name] = probe.env.dims[degree.name]
     report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
@@ -175,6 +184,12 @@ def _derive(args) -> str:
 
         check_derived(resolved, ev)
     extras = _analyses(args, report, ev)
+    if args.format in ("latex", "markdown") and extras:  # the analyses as they read in text, after the forms
+        body = "\n".join(t.rstrip("\n") for t, _ in extras.values())
+        tail = ("\n".join(f"% {line}" for line in body.splitlines()) if args.format == "latex"
+                else f"\n```\n{body}\n```")
+    else:
+        tail = ""
     if args.format == "json":
         from .printers import json as printer
     elif args.format == "latex":
@@ -187,7 +202,7 @@ def _derive(args) -> str:
         return text.render(report, ev, explain=args.explain, extras=[t for t, _ in extras.values()])
     if args.format == "json":
         return printer.render(report, ev, extras={k: j for k, (_, j) in extras.items()})
-    return printer.render(report, ev)
+    return printer.render(report, ev) + (tail + "\n" if tail else "")
 
 
 def _analyses(args, report, ev) -> dict:
@@ -199,14 +214,13 @@ def _analyses(args, report, ev) -> dict:
 
     forms = forms_for(report)
     out = {}
-    if args.phase == "train" or args.zero or args.dp:
-        from .training import training_state_for
+    if args.dp_degree is not None:
+        from .training import dp_communication_bytes, training_state_for
 
-        from .training import dp_communication_bytes
-
-        dp = None if args.dp is None else _degree(args.dp, report.env, "--dp", "data-parallel degree")
-        st = training_state_for(report, precision=args.precision, optimizer=args.optimizer, zero=args.zero, dp=dp)
-        comm = dp_communication_bytes(report.totals["params"], args.precision, args.zero, dp)
+        dp = args.dp_degree
+        precision = args.precision or PRECISION_OF.get(report.env.default_dtype.name, "mixed-bf16")
+        st = training_state_for(report, precision=precision, optimizer=args.optimizer, zero=args.zero, dp=dp)
+        comm = dp_communication_bytes(report.totals["params"], precision, args.zero, dp)
         shown_ev = ev if ev.active else None
         text = st.describe(shown_ev, forms).rstrip("\n")
         value = ev(comm) if ev.active else None
@@ -221,15 +235,20 @@ def _analyses(args, report, ev) -> dict:
 
         device = load_device(args.device)
         summary = phase_summary(report, device)
-        rf = roofline(report, device)
         text = summary.describe(ev if ev.active else None, forms)
-        doc = _device_json(summary.to_json(ev), json_ops(rf, ev))
-        doc["flops"]["value"] = ev.json_value(summary.flops) if ev.active else None
-        doc["bytes"]["value"] = ev.json_value(summary.bytes) if ev.active else None
+        doc = None
+        if args.format == "json":  # the per-op table only feeds the JSON document
+            doc = _device_json(summary.to_json(ev), json_ops(roofline(report, device), ev))
+        if doc is not None:
+            doc["flops"]["value"] = ev.json_value(summary.flops) if ev.active else None
+            doc["bytes"]["value"] = ev.json_value(summary.bytes) if ev.active else None
         if args.step_time:
             m = mfu_for(report, device, args.step_time, ev)
-            text += f"\n  MFU at a measured step of {args.step_time} s: {m}"
-            doc["mfu"] = m if isinstance(m, (int, float)) else str(m)
+            number = float(m) if isinstance(m, (int, float)) or getattr(m, "is_number", False) else None
+            text += (f"\n  MFU at a measured step of {args.step_time} s: {number:.1%}" if number is not None
+                     else "\n  MFU: set every dimension (--set) to compute it")
+            if doc is not None:
+                doc["mfu"] = number
         out["device"] = (text, doc)
     elif args.step_time:
         raise SymcostError("--step-time needs --device (the peak FLOP/s that MFU divides by)")
@@ -268,7 +287,10 @@ def _device_json(summary: dict, ops: list) -> dict:
 def json_ops(rf, ev) -> list:
     import json
 
-    return json.loads(rf.render(ev, "json")).get("ops", []) if hasattr(rf, "render") else []
+    return json.loads(rf.render(ev, "json")).get("ops", [])
+
+
+PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # training precision by --dtype
 
 
 def _compare(args) -> str:
@@ -295,8 +317,8 @@ def _degree(text, env, flag: str = "--tp", doc: str = "tensor-parallel degree"):
 
     from . import syntax as S
 
-    if text.isdigit():
-        if int(text) < 1:
+    if text.isascii() and text.isdigit():
+        if len(text) > 12 or int(text) < 1:
             raise SymcostError(f"{flag} must be a positive integer or a name")
         return sp.Integer(int(text))
     if not text.isidentifier():

@@ -294,6 +294,9 @@ class Builder:
         finally:
             if token is not None:
                 reset_derived(token)
+        if self.phase == "decode" and not any(op.op == "cache" for op in self.graph.ops):
+            raise SymcostError(f"--phase decode: {self.module.path} keeps nothing for later tokens; mark the keys and "
+                               "values that generation caches with cache(...)")
         return self.graph
 
     def _phase_setup(self) -> None:
@@ -311,6 +314,10 @@ class Builder:
             raise SymcostError("--phase decode adds the dimension c (cached tokens); the spec already has a c",
                                self.env.dims["c"].loc)
         self.env.fixed["s"] = sp.Integer(1)
+        s_sym = self.env.dims["s"].symbol
+        for name, dim in list(self.env.dims.items()):  # derived dims made from s follow it (n = b*s)
+            if dim.definition is not None and s_sym in dim.definition.free_symbols:
+                self.env.dims[name] = replace(dim, definition=dim.definition.xreplace({s_sym: sp.Integer(1)}))
         self.env.add_dim(S.DimDecl("c", None, "tokens in the KV cache", None, None), lambda *_: None)
         self.build_info = Build("decode", self.env.dims["c"].symbol)
 

@@ -181,7 +181,11 @@ def human(value, unit: str) -> str:
         return ""
     if not isinstance(value, (int, float, Fraction)) and not (hasattr(value, "is_number") and value.is_number):
         return str(value)
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # beyond a double: show the exact number's magnitude
+        text = sp.Float(value, 4).__format__("")
+        return text if unit == "" else f"{text} {unit}"
     table = _COUNT if unit == "" else _PREFIXES
     for scale, prefix in table:
         if abs(v) >= scale:
