@@ -212,8 +212,8 @@ def _positive(v, field: str, source: str) -> sp.Rational:
         raise SymcostError(f"{source}: '{field}' must be a positive number, not {_kind(v)}")
     if isinstance(v, float) and not math.isfinite(v):
         raise SymcostError(f"{source}: '{field}' must be a finite number, not {v}")
-    if v <= 0:
-        raise SymcostError(f"{source}: '{field}' must be positive, not {v}")
+    if not 1 <= v <= 1e30:  # FLOP/s, bytes/s and bytes of any real device lie well inside this range
+        raise SymcostError(f"{source}: '{field}' must be a positive number from 1 to 1e30, not {v}")
     frac = Fraction(repr(v)) if isinstance(v, float) else Fraction(v)
     return sp.Rational(frac.numerator, frac.denominator)
 

@@ -98,7 +98,7 @@ def _bad(**changes):
         (_bad(memory_bandwidth=...), "missing field 'memory_bandwidth'"),
         (_bad(sources=...), "missing field 'sources'"),
         (_bad(memory_bandwidth="1 TB/s"), "'memory_bandwidth' must be a positive number, not text"),
-        (_bad(memory_bytes=-1), "'memory_bytes' must be positive"),
+        (_bad(memory_bytes=-1), "'memory_bytes' must be a positive number"),
         (_bad(memory_bytes=True), "not a boolean"),
         (_bad(peak_flops={}), "'peak_flops' must be a non-empty object"),
         (_bad(peak_flops={"bf16": "fast"}), "'peak_flops.bf16' must be a positive number"),
