@@ -60,6 +60,7 @@ class Report:
     keep: tuple = ()
     repeat_symbols: tuple = field(default=())
     settings: "Settings | None" = None
+    streamed_weights: sp.Expr | None = None  # weight bytes one step must read (embedding rows, k of E experts)
 
     @property
     def env(self):
@@ -219,7 +220,21 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         for s in sorted(b.mult.free_symbols, key=lambda x: x.name):
             if s not in repeat_syms:
                 repeat_syms.append(s)
-    return Report(graph, st.convention, totals, blocks, ops, st.keep, tuple(repeat_syms), st)
+    return Report(graph, st.convention, totals, blocks, ops, st.keep, tuple(repeat_syms), st,
+                  canon(_streamed_weights(graph, costs)))
+
+
+def _streamed_weights(graph: Graph, costs: dict) -> sp.Expr:
+    """Bytes of weights a step reads: what each op reads of its parameters (a lookup reads only its rows),
+    and of a mixture's experts only those its b·k routed tokens can reach: min(1, b·k/E) of them."""
+    b = graph.env.dims["b"].symbol if "b" in graph.env.dims else sp.Integer(1)
+    total = []
+    for node in graph.ops:
+        reads = costs[id(node)].weight_reads * node.mult
+        if reads != 0 and node.params and node.params[0].mult != node.mult:  # inside experts: k/E used per token
+            reads = reads * sp.Min(1, b * node.mult / node.params[0].mult)
+        total.append(reads)
+    return sp.Add(*total)
 
 
 def _in(tags, kind: str) -> bool:

@@ -357,9 +357,11 @@ def phase_summary(
         flops, nbytes, ntok = t["flops_fwd"] + t["flops_bwd"] + rec, ZERO, b * s
         notes.append("compute bound: forward + backward" + (" + recomputed" if rec != 0 else "") + " FLOPs at peak")
     else:
-        flops, nbytes = t["flops_fwd"], t["weight_bytes"] + kv
+        streamed = getattr(report, "streamed_weights", None)
+        flops, nbytes = t["flops_fwd"], (t["weight_bytes"] if streamed is None else streamed) + kv
         ntok = b * s if phase == "prefill" else b
-        notes.append("bytes: every weight read once" + (" plus the KV cache" if kv != 0 else " (the report has no KV cache bytes)"))
+        notes.append("bytes: every weight read once (a lookup reads its rows; a mixture, the experts its tokens "
+                     "reach)" + (" plus the KV cache" if kv != 0 else " (the report has no KV cache bytes)"))
     if comm != 0:
         notes.append(f"communication: comm_bytes over one direction of {device.interconnect.kind}")
     return PhaseSummary(phase, device.name, dtype, sp.expand(flops), sp.expand(nbytes), tokens if tokens is not None else ntok,
