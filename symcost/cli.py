@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 def _derive(args) -> str:
     from .derive import derive
     from .evaluate import Evaluator, parse_assignments
-    from .graph import build
+    from .graph import build, environment
     from .parse import load
 
     resolved = _resolve_config(args)
@@ -160,22 +160,22 @@ def _derive(args) -> str:
         raise SymcostError("--explain walks the derivation in text; use it without --format")
     if args.step_time is not None and (args.step_time <= 0 or phase != "train"):
         raise SymcostError("--step-time takes a measured training step time in seconds (> 0), with --phase train")
-    probe = build(module, dtype=args.dtype, phase=phase)
-    tp = _degree(args.tp, probe.env, "--tp", "tensor-parallel degree")
-    pp = _degree(args.pp, probe.env, "--pp", "pipeline-parallel degree")
-    ep = _degree(args.ep, probe.env, "--ep", "expert-parallel degree")
+    names = environment(module, dtype=args.dtype, phase=phase)
+    tp = _degree(args.tp, names, "--tp", "tensor-parallel degree")
+    pp = _degree(args.pp, names, "--pp", "pipeline-parallel degree")
+    ep = _degree(args.ep, names, "--ep", "expert-parallel degree")
     training = args.phase == "train" or args.zero or args.dp
-    args.dp_degree = _degree(args.dp or "N_d", probe.env, "--dp", "data-parallel degree") if training else None
-    values, options = parse_assignments(args.set, probe.env)
+    args.dp_degree = _degree(args.dp or "N_d", names, "--dp", "data-parallel degree") if training else None
+    values, options = parse_assignments(args.set, names)
     if phase == "decode" and "s" in values:
         raise SymcostError("--phase decode computes one new token per sequence (s = 1); set c, the cached tokens")
     if resolved:
-        _check_names(resolved, probe.env)
+        _check_names(resolved, names)
         values, options = {**resolved.values, **values}, {**resolved.options, **options}
-    graph = build(module, options=options, dtype=args.dtype, phase=phase) if options else probe
+    graph = build(module, options=options, dtype=args.dtype, phase=phase)
     for degree in (tp, pp, ep, args.dp_degree):
         if degree is not None and degree.is_Symbol:
-            graph.env.dims[degree.name] = probe.env.dims[degree.name]
+            graph.env.dims[degree.name] = names.dims[degree.name]
     report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
                     tp=tp, sp=args.sp, causal=args.causal, pp=pp, ep=ep)
     ev = Evaluator(graph.env, values)

@@ -239,7 +239,8 @@ class Builder:
         return claim
 
     # ---- declarations -------------------------------------------------------------------------
-    def build(self) -> Graph:
+    def declare(self) -> Graph:
+        """The declarations only (dims, dtypes, options, blocks): enough to read --set against, without building."""
         model = next((i for i in self.module.items if isinstance(i, S.ModelDecl)), None)
         name = model.name if model else self.module.path.rsplit("/", 1)[-1].removesuffix(".arch")
         self.graph = Graph(name, model.title if model else None, self.module.path, self.env, phase=self.phase)
@@ -278,6 +279,13 @@ class Builder:
                     raise SymcostError(f"input '{item.name}' is declared twice", item.loc)
                 self.input_names.add(item.name)
         self._apply_overrides()
+        self._statements = stmts
+        return self.graph
+
+    def build(self) -> Graph:
+        """Declarations, then the statements: the whole graph."""
+        self.declare()
+        stmts = self._statements
         token = set_derived(self.env.derived_defs()) if not self.env.values else None
         try:
             top = Scope()
@@ -849,3 +857,8 @@ def _usage(op_name: str) -> str:
 def build(module: Module, **kwargs) -> Graph:
     """Elaborate a loaded module into a graph (see Builder for the options)."""
     return Builder(module, **kwargs).build()
+
+
+def environment(module: Module, **kwargs):
+    """The names a module declares (its Env), without building its graph."""
+    return Builder(module, **kwargs).declare().env
