@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
                    "gradients, fp32 master weights; fp32 for fp32)")
     d.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage (default 0)")
     d.add_argument("--dp", metavar="N", help="data-parallel degree N_d for ZeRO sharding (a number or a name; default the symbol N_d)")
+    d.add_argument("--other-flops", choices=("include", "exclude"), default="include",
+                   help="count the elementwise FLOPs of softmax, norms, activations … (default include); exclude "
+                   "leaves matrix products only, as FlopCounterMode counts")
+    d.add_argument("--embedding-flops", choices=("lookup", "matmul"), default="lookup",
+                   help="an embedding lookup is a gather with no FLOPs (default), or a one-hot product of "
+                   "2·tokens·V·h FLOPs (as Chinchilla counts it)")
     d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     d.add_argument("--explain", action="store_true", help="walk through the derivation op by op (text format)")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
@@ -177,7 +183,8 @@ def _derive(args) -> str:
         if degree is not None and degree.is_Symbol:
             graph.env.dims[degree.name] = names.dims[degree.name]
     report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
-                    tp=tp, sp=args.sp, causal=args.causal, pp=pp, ep=ep)
+                    tp=tp, sp=args.sp, causal=args.causal, pp=pp, ep=ep, other=args.other_flops,
+                    embedding=args.embedding_flops)
     ev = Evaluator(graph.env, values)
     if resolved:
         from .hf import check_derived

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 import sympy as sp
 
 from .cost import CONVENTIONS, METRICS, Cost
+from .cost import matmul as matmul_cost
 from .errors import SymcostError
 from .graph import Graph, OpNode, build
 from .parse import load
@@ -80,6 +81,8 @@ class Settings:
     pp: sp.Expr | None = None  # pipeline-parallel degree p: each device holds L/p of every repeated layer
     ep: sp.Expr | None = None  # expert-parallel degree: each device holds E/ep of the experts
     causal: str = "full"  # full | half: count the kept half of causal attention products
+    other: str = "include"  # include | exclude the elementwise FLOPs (softmax, norms, activations, …)
+    embedding: str = "lookup"  # lookup: a gather, no FLOPs | matmul: a one-hot product, 2·tokens·V·h
 
     def describe(self) -> dict:
         return {
@@ -91,6 +94,8 @@ class Settings:
             "sequence_parallel": self.sp,
             "pipeline_parallel": None if self.pp is None else str(self.pp),
             "expert_parallel": None if self.ep is None else str(self.ep),
+            "other_flops": self.other,
+            "embedding_flops": self.embedding,
             "keep": list(self.keep),
         }
 
@@ -109,6 +114,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         raise SymcostError(f"unknown recompute mode '{st.recompute}'; use one of {', '.join(RECOMPUTE)}")
     if st.causal not in CAUSAL:
         raise SymcostError(f"unknown causal convention '{st.causal}'; use one of {', '.join(CAUSAL)}")
+    if st.other not in ("include", "exclude") or st.embedding not in ("lookup", "matmul"):
+        raise SymcostError("other FLOPs are 'include' or 'exclude'; embedding FLOPs 'lookup' or 'matmul'")
     if st.sp and st.tp is None:
         raise SymcostError("sequence parallelism shards along the tensor-parallel group: give a degree with --tp")
     env = graph.env
@@ -264,6 +271,17 @@ def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict
     cost = node.cost
     if id(node) in fused_io:
         cost = replace(cost, io_bytes=fused_io[id(node)][0], io_sharded=fused_io[id(node)][1])
+    if st.embedding == "matmul" and node.op == "embedding":  # a one-hot [tokens, V] @ [V, h] product
+        table = next((p.shape for p in node.params), None) or next(t.shape for t in node.inputs if t.is_param)
+        tokens = sp.Mul(*node.inputs[0].shape)
+        product = matmul_cost(tokens, table[0], table[1])
+        if graph.phase != "train":
+            product = replace(product, macs_bwd=ZERO, mm_outputs_bwd=ZERO)
+        cost = replace(cost, macs_fwd=product.macs_fwd, mm_outputs_fwd=product.mm_outputs_fwd,
+                       macs_bwd=product.macs_bwd, mm_outputs_bwd=product.mm_outputs_bwd,
+                       other_fwd=ZERO, other_bwd=ZERO)
+    if st.other == "exclude":
+        cost = replace(cost, other_fwd=ZERO, other_bwd=ZERO, recompute_other=ZERO)
     if st.causal == "half" and node.attr("causal") and graph.phase != "decode":  # one query sees every key
         half = sp.Rational(1, 2)
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,

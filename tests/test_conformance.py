@@ -217,3 +217,13 @@ def test_data_parallel_traffic_per_step():
     psi = gpt2().totals["params"]
     assert same(dp_communication_bytes(psi, "mixed-bf16", 0, 64), 2 * psi * 2)  # 2Ψ elements at 16 bits
     assert same(dp_communication_bytes(psi, "mixed-bf16", 3, 64), 3 * psi * 2)  # ZeRO-3: 3Ψ
+
+
+# ---- counting conventions -------------------------------------------------------------------------------
+def test_embedding_lookups_in_or_out_and_elementwise_flops():
+    plain = llama()
+    chinchilla = llama(embedding="matmul", other="exclude")
+    # the lookup as a one-hot product adds 2·b·s·V·h forward (Hoffmann et al. count embeddings this way)
+    assert same(chinchilla.totals["matmul_flops_fwd"] - plain.totals["matmul_flops_fwd"], 2 * b * s * V * h)
+    assert same(chinchilla.totals["flops_fwd"], chinchilla.totals["matmul_flops_fwd"])  # products only
+    assert plain.totals["flops_fwd"] != plain.totals["matmul_flops_fwd"]

@@ -29,6 +29,10 @@ def conventions_line(report: Report) -> str:
     if st is not None:
         if st.causal == "half":
             parts.append("causal attention products counted half")
+        if st.other == "exclude":
+            parts.append("matrix products only (elementwise FLOPs excluded)")
+        if st.embedding == "matmul":
+            parts.append("embedding lookups counted as one-hot products")
         if st.recompute != "none":
             parts.append(f"{st.recompute} recomputation")
         if st.flash:
