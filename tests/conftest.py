@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import report_for
+from helpers import report_for, require_torch
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +13,9 @@ def gpt2():
 @pytest.fixture(scope="session")
 def llama():
     return report_for("llama.arch")
+
+
+@pytest.fixture(scope="module")
+def hf():
+    """torch and transformers for the validation tests (skipped without them, a failure under CI=true)."""
+    return require_torch()

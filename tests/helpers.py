@@ -1,7 +1,11 @@
 """Test helpers: spec paths, symbols, and an independent numeric walk of a graph."""
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
+
+import pytest
 
 import sympy as sp
 
@@ -55,3 +59,28 @@ def numeric_walk(module, values: dict[str, int], convention: str = "fma", option
     saved = {sid for node in g.ops for sid in node.saves}
     out["activation_bytes"] = sum((g.storages[sid].nbytes * g.storages[sid].mult for sid in saved), sp.Integer(0))
     return out
+
+
+def require_torch():
+    """(torch, transformers), or skip with the reason — but fail when CI=true: CI must run these checks."""
+    try:
+        return importlib.import_module("torch"), importlib.import_module("transformers")
+    except ImportError as e:
+        reason = f"symcost validate needs the torch extra (pip install 'symcost[torch]'): {e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def validate_preset(main, capsys, name: str, published: int) -> list:
+    """`symcost validate --preset NAME --format json`: every exact check agrees; returns the exact checks."""
+    import json
+
+    assert main(["validate", "--preset", name, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True
+    exact = [c for c in data["checks"] if c["exact"]]
+    assert [c["quantity"] for c in exact][:2] == ["params", "tiny_params"]
+    assert all(c["derived"] == c["measured"] for c in exact), exact
+    assert exact[0]["measured"] == published
+    return exact

@@ -5,7 +5,6 @@ skipped with a visible reason — except under CI (CI=true), where a missing tor
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -29,20 +28,6 @@ SHAPES = [(2, 16), (3, 32), (1, 64), (4, 8)]
 REFERENCE_SHAPES = [(2, 16), (3, 32), (1, 64)]
 
 
-def require_torch():
-    """(torch, transformers), or skip with the reason — but fail when CI=true: CI must run these checks."""
-    try:
-        return importlib.import_module("torch"), importlib.import_module("transformers")
-    except ImportError as e:
-        reason = f"symcost validate needs the torch extra (pip install 'symcost[torch]'): {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def hf():
-    return require_torch()
 
 
 def _validate(config, source, parts, shapes=SHAPES, spec=None):

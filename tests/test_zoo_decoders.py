@@ -8,7 +8,6 @@ under CI (CI=true), where a missing torch is a failure.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -18,13 +17,12 @@ import pytest
 from symcost import validate as V
 from symcost.cli import main
 from symcost.derive import derive
-from symcost.errors import SymcostError
 from symcost.evaluate import Evaluator
 from symcost.graph import build
 from symcost.hf import mappings, preset_config, resolve
 from symcost.parse import load
 
-from helpers import block, op, report_for, same, sym
+from helpers import validate_preset, block, op, report_for, same, sym
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -202,31 +200,12 @@ def test_opt_350m_projects_a_narrower_embedding():
 # ----------------------------------------------------------------------------- symcost validate
 
 
-def require_torch():
-    """(torch, transformers), or skip with the reason — but fail when CI=true: CI must run these checks."""
-    try:
-        return importlib.import_module("torch"), importlib.import_module("transformers")
-    except ImportError as e:
-        reason = f"symcost validate needs the torch extra (pip install 'symcost[torch]'): {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def hf():
-    return require_torch()
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_validate_preset(hf, capsys, name):
-    assert main(["validate", "--preset", name, "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["ok"] is True
-    exact = [c for c in data["checks"] if c["exact"]]
-    assert [c["quantity"] for c in exact][:2] == ["params", "tiny_params"] and len(exact) == 2 + 3 * 3
-    assert all(c["derived"] == c["measured"] for c in exact), exact
-    assert exact[0]["measured"] == PUBLISHED[name]
+    exact = validate_preset(main, capsys, name, PUBLISHED[name])
+    assert len(exact) == 2 + 3 * 3  # params full and tiny; fwd, fwd+bwd and the KV cache at three shapes
 
 
 VARIANTS = [  # structure the presets do not exercise: (name, preset, overrides, tiny dims expected)

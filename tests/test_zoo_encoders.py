@@ -9,7 +9,6 @@ import json
 import os
 
 import pytest
-import sympy as sp
 
 from helpers import REFERENCE, block, op, report_for, same, sym
 from symcost import validate as V
@@ -197,24 +196,6 @@ def test_tiny_flops_of_the_reference_derived_from_the_spec(model):
 
 
 # ----------------------------------------------------------------------------- validate against transformers
-
-
-def require_torch():
-    """(torch, transformers), or skip with the reason — but fail when CI=true: CI must run these checks."""
-    try:
-        import torch
-        import transformers
-    except ImportError as e:
-        reason = f"symcost validate needs the torch extra (pip install 'symcost[torch]'): {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-    return torch, transformers
-
-
-@pytest.fixture(scope="module")
-def hf():
-    return require_torch()
 
 
 def _exact(result):
