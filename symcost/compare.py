@@ -331,11 +331,3 @@ def _human(v, unit: str, signed: bool = False):
         text = "+" + text
     return text
 
-
-def compare_files(path_a, path_b, *, convention: str = "fma", dtype: str | None = None, metrics=None) -> list[Row]:
-    """Two spec files as written (all dims symbolic)."""
-    from .derive import derive_file
-
-    a = derive_file(Path(path_a), convention=convention, dtype=dtype)
-    b = derive_file(Path(path_b), convention=convention, dtype=dtype)
-    return compare(a, b, metrics)

@@ -47,7 +47,6 @@ class Evaluator:
         self.given = dict(values)
         for name, value in values.items():
             self.subs[env.dims[name].symbol] = sp.Integer(value)
-        self.complete = all(d.symbol in self.subs for d in env.free_dims())
         for dim in env.dims.values():
             if dim.definition is None:
                 continue
