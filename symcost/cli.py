@@ -121,13 +121,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  symcost compare specs/llama.arch --a kv=a --b kv=1                  # multi-head vs multi-query\n"
         "  symcost compare specs/llama.arch --a kv=a --b kv=8 --phase prefill --set a=64 h=8192 L=80 b=1 s=4096\n"
+        "  symcost compare specs/gpt2.arch --a recompute=selective --b recompute=full\n"
         "  symcost compare specs/gpt2.arch specs/llama.arch",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("spec", help="path to a .arch file")
     c.add_argument("spec_b", nargs="?", help="a second spec (default: the same spec)")
     c.add_argument("--a", nargs="+", default=[], action="extend", metavar="NAME=VALUE",
-                   help="settings of side A (dims, options, or a dim set to another dim: kv=a)")
+                   help="settings of side A: dims, options, a dim set to another dim (kv=a), or recompute=…, "
+                   "flash-attention=true|false, causal=…, other-flops=…, embedding-flops=…")
     c.add_argument("--b", nargs="+", default=[], action="extend", metavar="NAME=VALUE", help="settings of side B")
     c.add_argument("--set", nargs="+", default=[], action="extend", metavar="NAME=VALUE", help="settings of both sides")
     c.add_argument("--phase", choices=("train", "prefill", "decode"), default="train")
@@ -303,11 +305,36 @@ PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # t
 def _compare(args) -> str:
     from .compare import compare, derive_variants, render
 
-    va, vb = derive_variants(args.spec, args.a, args.b, common=args.set, spec_b=args.spec_b, convention=args.flops,
-                             phase=args.phase)
+    (set_a, own_a), (set_b, own_b) = _split_settings(args.a), _split_settings(args.b)
+    va, vb = derive_variants(args.spec, set_a, set_b, common=args.set, spec_b=args.spec_b, convention=args.flops,
+                             phase=args.phase, settings_a=own_a, settings_b=own_b)
     rows = compare(va.report, vb.report)
     labels = (va.label if not args.spec_b else f"{args.spec} {va.label}", vb.label if not args.spec_b else f"{args.spec_b} {vb.label}")
     return render(rows, va.evaluator, vb.evaluator, args.format, labels=labels)
+
+
+SETTINGS = {  # accounting settings a compare side may carry: name -> (derive keyword, allowed values or None)
+    "recompute": ("recompute", ("none", "selective", "full")),
+    "flash-attention": ("flash", ("true", "false")),
+    "causal": ("causal", ("full", "half")),
+    "other-flops": ("other", ("include", "exclude")),
+    "embedding-flops": ("embedding", ("lookup", "matmul")),
+}
+
+
+def _split_settings(items: list[str]) -> tuple[list[str], dict]:
+    """`recompute=full` and the like are accounting settings; everything else is a dim or an option."""
+    rest, own = [], {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name in SETTINGS:
+            key, allowed = SETTINGS[name]
+            if value not in allowed:
+                raise SymcostError(f"compare: {name} takes {' or '.join(allowed)}, not '{value}'")
+            own[key] = value == "true" if key == "flash" else value
+        else:
+            rest.append(item)
+    return rest, own
 
 
 def _devices(args) -> str:

@@ -132,6 +132,8 @@ def derive_variants(
     dtype: str | None = None,
     keep: tuple = (),
     phase: str = "train",
+    settings_a: dict | None = None,
+    settings_b: dict | None = None,
     **settings,
 ) -> tuple[Variant, Variant]:
     """Derive one spec (or `spec_path` vs `spec_b`) under two sets of `--set` items, plus items common to both.
@@ -148,9 +150,9 @@ def derive_variants(
     names = set(pa["settings"]) | set(pb["settings"])
     differ = {n for n in names if pa["settings"].get(n) != pb["settings"].get(n)}
 
-    def make(mod, env, parsed, items) -> Variant:
+    def make(mod, env, parsed, items, own) -> Variant:
         graph = build(mod, options=parsed["options"], dtype=dtype, phase=phase)
-        report = derive(graph, convention, tuple(keep), **settings)
+        report = derive(graph, convention, tuple(keep), **{**settings, **(own or {})})
         subs = {}
         for name, setting in parsed["settings"].items():
             if setting[0] == "dim":
@@ -162,7 +164,9 @@ def derive_variants(
         label = " ".join(items) if items else "as written"
         return Variant(label, substitute(report, mapping), ev, parsed["values"], parsed["options"], subs)
 
-    return make(mod_a, env_a, pa, list(set_a)), make(mod_b, env_b, pb, list(set_b))
+    label_a = [*set_a, *(f"{k}={v}" for k, v in (settings_a or {}).items())]
+    label_b = [*set_b, *(f"{k}={v}" for k, v in (settings_b or {}).items())]
+    return make(mod_a, env_a, pa, label_a, settings_a), make(mod_b, env_b, pb, label_b, settings_b)
 
 
 def _parse(items: list[str], env, keep) -> dict:

@@ -74,3 +74,14 @@ def test_analysis_errors(capsys):
     assert code == 2 and "--step-time needs --device" in err
     code, _, err = run(capsys, "derive", str(SPECS / "llama.arch"), "--sp")
     assert code == 2 and "--tp" in err
+
+
+def test_compare_two_recompute_modes(capsys):
+    code, out, _ = run(capsys, "compare", str(SPECS / "gpt2.arch"), "--a", "recompute=selective", "--b",
+                       "recompute=full", "--format", "json")
+    rows = {r["metric"]: r for r in json.loads(out)["rows"]}
+    assert code == 0
+    # selective keeps 34·b·s·h per layer, full only the layer input: 2·b·s·h
+    assert rows["activation_bytes"]["diff"]["expr"] == "-32*L*b*h*s"
+    code, _, err = run(capsys, "compare", str(SPECS / "gpt2.arch"), "--a", "recompute=some")
+    assert code == 2 and "recompute takes" in err
