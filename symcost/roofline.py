@@ -404,7 +404,10 @@ def _value(evaluator, expr):
 
 
 def _si(x, unit: str) -> str:
-    v = float(x)
+    try:
+        v = float(x)
+    except OverflowError:  # beyond a double
+        return f"{sp.Float(x, 4)} {unit}"
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= scale:
             return f"{v / scale:.4g} {prefix}{unit}"
