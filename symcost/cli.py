@@ -240,14 +240,14 @@ def _analyses(args, report, ev) -> dict:
         out["training"] = (text, doc)
     if args.device:
         from .hardware import load_device
-        from .roofline import mfu_for, phase_summary, roofline
+        from .roofline import mfu_for, phase_summary, roofline, roofline_json
 
         device = load_device(args.device)
         summary = phase_summary(report, device)
         text = summary.describe(ev if ev.active else None, forms)
         doc = None
         if args.format == "json":  # the per-op table only feeds the JSON document
-            doc = _device_json(summary.to_json(ev), json_ops(roofline(report, device), ev))
+            doc = _device_json(summary.to_json(ev), roofline_json(roofline(report, device), ev)["ops"])
         if doc is not None:
             doc["flops"]["value"] = ev.json_value(summary.flops) if ev.active else None
             doc["bytes"]["value"] = ev.json_value(summary.bytes) if ev.active else None
@@ -291,12 +291,6 @@ def _device_json(summary: dict, ops: list) -> dict:
             for op in ops
         ],
     }
-
-
-def json_ops(rf, ev) -> list:
-    import json
-
-    return json.loads(rf.render(ev, "json")).get("ops", [])
 
 
 PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # training precision by --dtype

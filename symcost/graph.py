@@ -137,13 +137,6 @@ class Scope:
             scope = scope.parent
         return None
 
-    def visible(self) -> list[str]:
-        out, scope = [], self
-        while scope is not None:
-            out.extend(scope.names)
-            scope = scope.parent
-        return out
-
     def bind(self, name: str, value, loc: Loc) -> None:
         if name in self.carried:
             self.carried.discard(name)  # a carried name may be rebound once per body

@@ -421,23 +421,30 @@ def _seconds(t: float) -> str:
     return f"{t / 1e-9:.3g} ns"
 
 
+def roofline_json(rf: Roofline, evaluator=None, vals=None, total=None) -> dict:
+    """The per-op table as a JSON-ready dict."""
+    if vals is None:
+        vals = [o.values(evaluator) if evaluator is not None else None for o in rf.ops]
+        total = _value(evaluator, rf.total_time) if evaluator is not None else None
+    return {
+        "device": rf.device, "dtype": rf.dtype, "peak": float(rf.peak), "bandwidth": float(rf.bandwidth),
+        "ridge": float(rf.ridge), "flops": rf.flops_metric, "bytes": rf.bytes_metric,
+        "total_time": {"expr": str(rf.total_time), "value": total},
+        "ops": [
+            {"path": o.path, "op": o.op, "repeat": str(o.mult), "flops": str(o.flops), "bytes": str(o.bytes),
+             "intensity": None if o.intensity is None else str(o.intensity), "bound": (v or {}).get("bound", o.bound),
+             "values": v}
+            for o, v in zip(rf.ops, vals)
+        ],
+    }
+
+
 def render_roofline(rf: Roofline, evaluator=None, fmt: str = "text") -> str:
     """Per-op table (text or JSON): FLOPs, bytes, intensity, bound and time, with the model's sums."""
     vals = [o.values(evaluator) if evaluator is not None else None for o in rf.ops]
     total = _value(evaluator, rf.total_time) if evaluator is not None else None
     if fmt == "json":
-        out = {
-            "device": rf.device, "dtype": rf.dtype, "peak": float(rf.peak), "bandwidth": float(rf.bandwidth),
-            "ridge": float(rf.ridge), "flops": rf.flops_metric, "bytes": rf.bytes_metric,
-            "total_time": {"expr": str(rf.total_time), "value": total},
-            "ops": [
-                {"path": o.path, "op": o.op, "repeat": str(o.mult), "flops": str(o.flops), "bytes": str(o.bytes),
-                 "intensity": None if o.intensity is None else str(o.intensity), "bound": (v or {}).get("bound", o.bound),
-                 "values": v}
-                for o, v in zip(rf.ops, vals)
-            ],
-        }
-        return json.dumps(out, indent=2) + "\n"
+        return json.dumps(roofline_json(rf, evaluator, vals, total), indent=2) + "\n"
     if fmt != "text":
         raise SymcostError(f"unknown format '{fmt}'; use text or json", None, suggest(fmt, ("text", "json")))
     head = f"roofline on {rf.device}: {rf.dtype} peak {_si(rf.peak, 'FLOP/s')}, memory {_si(rf.bandwidth, 'B/s')}, ridge {float(rf.ridge):.1f} FLOP/B"
