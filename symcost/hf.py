@@ -20,7 +20,10 @@ from .errors import SymcostError, suggest
 
 
 def specs_dir() -> Path:
-    """The shipped specs: inside the installed package, or the checkout's top-level specs/."""
+    """The shipped specs: the checkout's top-level specs/ when run from a source tree, else the installed package's."""
+    checkout = Path(__file__).resolve().parent.parent / "specs"
+    if (checkout / "hf").is_dir():
+        return checkout
     try:
         spec = importlib.util.find_spec("symcost.specs")
     except ModuleNotFoundError:

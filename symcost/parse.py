@@ -20,11 +20,11 @@ _READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string"
 
 
 def _grammar_text() -> str:
-    """The grammar ships inside the package; a source checkout also has it at the top level."""
-    try:
-        return resources.files("symcost.grammar").joinpath("arch.lark").read_text()
-    except (ModuleNotFoundError, FileNotFoundError):
-        return (Path(__file__).resolve().parent.parent / "grammar" / "arch.lark").read_text()
+    """The grammar ships inside the package; a source checkout has it at the top level (preferred there)."""
+    checkout = Path(__file__).resolve().parent.parent / "grammar" / "arch.lark"
+    if checkout.is_file():
+        return checkout.read_text()
+    return resources.files("symcost.grammar").joinpath("arch.lark").read_text()
 
 
 def _private_cache(grammar: str) -> str | bool:

@@ -17,7 +17,7 @@ from symcost.parse import load
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "reference"  # copies of the reference facts (see its README)
 
 
 def sym(name: str) -> sp.Symbol:

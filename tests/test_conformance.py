@@ -1,4 +1,4 @@
-"""Published training and serving formulas, derived from the shipped specs (../shared/reference/formulas.md)."""
+"""Published training and serving formulas, derived from the shipped specs (tests/data/reference/formulas.md)."""
 from __future__ import annotations
 
 import pytest

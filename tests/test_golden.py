@@ -1,4 +1,4 @@
-"""The published results of ../shared/reference/formulas.md, derived from the shipped specs."""
+"""The published results of tests/data/reference/formulas.md, derived from the shipped specs."""
 from __future__ import annotations
 
 import sympy as sp

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 ROOT = Path(__file__).resolve().parents[1]
-MEASURED = Path(__file__).resolve().parents[2] / "shared/reference/measured.json"
+MEASURED = Path(__file__).resolve().parent / "data" / "reference" / "measured.json"
 SHAPES = [(2, 16), (3, 32), (1, 64), (4, 8)]
 REFERENCE_SHAPES = [(2, 16), (3, 32), (1, 64)]
 

@@ -27,7 +27,7 @@ from helpers import validate_preset, block, op, report_for, same, sym
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-MEASURED = Path(__file__).resolve().parents[2] / "shared/reference/measured.json"
+MEASURED = Path(__file__).resolve().parent / "data" / "reference" / "measured.json"
 
 a, b, s, h, L, V_, P, kv, f, r = (sym(n) for n in ("a", "b", "s", "h", "L", "V", "P", "kv", "f", "r"))
 d = h / a  # the head size of every family here except Gemma

@@ -29,7 +29,7 @@ from helpers import validate_preset, SPECS, block, report_for, same, sym
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-MEASURED = Path(__file__).resolve().parents[2] / "shared/reference/measured.json"
+MEASURED = Path(__file__).resolve().parent / "data" / "reference" / "measured.json"
 
 a, b, s, c, h, L, V_, kv, f, w = (sym(n) for n in ("a", "b", "s", "c", "h", "L", "V", "kv", "f", "w"))
 E, k = sym("E"), sym("k")
