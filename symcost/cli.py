@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                    "symbolic); costs become per device and all-reduce traffic is reported")
     d.add_argument("--pp", metavar="P", help="pipeline-parallel degree: each device holds L/P of every repeated layer; "
                    "stage-boundary traffic is reported (a number or a name)")
+    d.add_argument("--stage", choices=("first", "middle", "last"), default="first",
+                   help="with --pp, the pipeline stage reported: first (the embedding and L/P layers, default), middle "
+                   "(L/P layers), last (L/P layers, the final norm, the head and the loss)")
     d.add_argument("--ep", metavar="E", help="expert-parallel degree: each device holds 1/E of every mixture's experts; "
                    "the all-to-all of routed tokens is reported (a number or a name)")
     d.add_argument("--sp", action="store_true", help="sequence parallelism: also shard the activations outside "
@@ -152,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _derive(args) -> str:
-    from .derive import derive
+    from .derive import check_divisible, derive
     from .evaluate import Evaluator, parse_assignments
     from .graph import build, environment
     from .parse import load
@@ -186,8 +189,9 @@ def _derive(args) -> str:
             graph.env.dims[degree.name] = names.dims[degree.name]
     report = derive(graph, args.flops, tuple(args.keep), recompute=args.recompute, flash=args.flash_attention,
                     tp=tp, sp=args.sp, causal=args.causal, pp=pp, ep=ep, other=args.other_flops,
-                    embedding=args.embedding_flops)
+                    embedding=args.embedding_flops, stage=args.stage)
     ev = Evaluator(graph.env, values)
+    check_divisible(report, values)
     if resolved:
         from .hf import check_derived
 

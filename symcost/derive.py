@@ -7,6 +7,7 @@ import sympy as sp
 
 from .cost import CONVENTIONS, METRICS, Cost
 from .cost import matmul as matmul_cost
+from .dims import fmt_shape
 from .errors import SymcostError
 from .graph import Graph, OpNode, build
 from .parse import load
@@ -83,6 +84,7 @@ class Settings:
     causal: str = "full"  # full | half: count the kept half of causal attention products
     other: str = "include"  # include | exclude the elementwise FLOPs (softmax, norms, activations, …)
     embedding: str = "lookup"  # lookup: a gather, no FLOPs | matmul: a one-hot product, 2·tokens·V·h
+    stage: str = "first"  # under pp, the stage reported: first (embedding + L/p layers), middle, last (+ head)
 
     def describe(self) -> dict:
         return {
@@ -94,6 +96,7 @@ class Settings:
             "sequence_parallel": self.sp,
             "pipeline_parallel": None if self.pp is None else str(self.pp),
             "expert_parallel": None if self.ep is None else str(self.ep),
+            "pipeline_stage": None if self.pp is None else self.stage,
             "other_flops": self.other,
             "embedding_flops": self.embedding,
             "keep": list(self.keep),
@@ -116,6 +119,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         raise SymcostError(f"unknown causal convention '{st.causal}'; use one of {', '.join(CAUSAL)}")
     if st.other not in ("include", "exclude") or st.embedding not in ("lookup", "matmul"):
         raise SymcostError("other FLOPs are 'include' or 'exclude'; embedding FLOPs 'lookup' or 'matmul'")
+    if st.stage not in STAGES:
+        raise SymcostError(f"unknown pipeline stage '{st.stage}'; use one of {', '.join(STAGES)}")
     if st.sp and st.tp is None:
         raise SymcostError("sequence parallelism shards along the tensor-parallel group: give a degree with --tp")
     env = graph.env
@@ -130,7 +135,10 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     storages = graph.storages
     a2a = _all_to_all(graph, st)
     fused_io = _fused_traffic(graph) if st.flash else {}
-    costs = {id(node): _account(node, graph, st, a2a, fused_io) for node in graph.ops}
+    place = _placement(graph)
+    if st.pp is not None and "layers" not in place.values():
+        raise SymcostError("pipeline parallelism splits repeated layers over stages; this spec repeats nothing")
+    costs = {id(node): _account(node, graph, st, a2a, fused_io, place[id(node)]) for node in graph.ops}
 
     # which saved storages are kept, and how many bytes each holds per device
     savers: dict[int, list] = {}
@@ -146,8 +154,9 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         n = store.nbytes
         if st.tp is not None and (store.sharded or st.sp):
             n = n / st.tp
-        if st.pp is not None and _in(store.tags, "repeat:"):
-            n = n / st.pp
+        if st.pp is not None:  # a layer's tensors on L/p of the layers; the others where their savers run
+            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st) for s in savers[sid]]
+            n = n * (shares[0] if len(set(shares)) == 1 else sp.Max(*shares))
         return n
 
     ops = []
@@ -163,11 +172,11 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
 
     # whole model
     total = Cost.total((costs[id(node)], node.mult) for node in graph.ops)
-    declared = [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
+    held = [(p, _param_share(p, st) * _declared_stage_share(p, graph, place, st)) for p in _declared(graph)]
     total = total + Cost(
-        params=sum((_param_share(p, st) * p.mult for p in declared), ZERO),
-        active_params=sum((_param_share(p, st) * p.mult for p in declared), ZERO),
-        weight_bytes=sum((_param_share(p, st) * p.dtype.nbytes * p.mult for p in declared), ZERO),
+        params=sum((n * p.mult for p, n in held), ZERO),
+        active_params=sum((n * p.mult for p, n in held), ZERO),
+        weight_bytes=sum((n * p.dtype.nbytes * p.mult for p, n in held), ZERO),
     )
     total = total + Cost(comm_bytes=_pipeline_traffic(graph, st))
     activation = sp.Add(*(nbytes(sid) * storages[sid].mult for sid in first_saver))
@@ -248,6 +257,49 @@ def _in(tags, kind: str) -> bool:
     return any(t.startswith(kind) for t in tags)
 
 
+def check_divisible(report: Report, values: dict) -> None:
+    """Tensor and expert parallelism split whole rows, heads and experts: a numeric degree must divide the
+    size of every axis it splits, at the given dims (names -> ints)."""
+    st, env = report.settings, report.env
+    if st is None:
+        return
+    subs = {env.dims[n].symbol: sp.Integer(v) for n, v in values.items() if n in env.dims}
+    for dim in env.dims.values():
+        if dim.definition is not None:
+            subs.setdefault(dim.symbol, dim.definition.xreplace(subs))
+    if st.tp is not None and st.tp.is_Integer:
+        for p in report.graph.params:
+            if p.shard_axis is not None:
+                _divides(st.tp, p.shape[p.shard_axis], subs, f"--tp {st.tp}: tensor parallelism splits {p.path} "
+                         f"{fmt_shape(p.shape)} along", p.loc)
+        for size, loc in report.graph.splits:
+            _divides(st.tp, size, subs, f"--tp {st.tp}: tensor parallelism splits the heads,", loc)
+    if st.ep is not None and st.ep.is_Integer:
+        for count, loc in report.graph.expert_counts:
+            _divides(st.ep, count, subs, f"--ep {st.ep}: expert parallelism splits the experts,", loc)
+
+
+def _divides(degree, size, subs: dict, what: str, loc) -> None:
+    value = size.xreplace(subs)
+    if value.is_Integer and value % degree != 0:
+        raise SymcostError(f"{what} {str(size).replace('**', '^')} = {value}, which {degree} does not divide", loc)
+
+
+def _declared(graph: Graph) -> list:
+    """Parameters declared with `param` (not made by an op), which ops read through weight=…"""
+    return [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
+
+
+def _declared_stage_share(p, graph: Graph, place: dict, st: Settings) -> sp.Expr:
+    """1 when the reported pipeline stage holds a declared parameter: some op on it reads the parameter (a tied
+    table is held by the first stage for the lookup and by the last for the head)."""
+    if st.pp is None or st.pp == 1:
+        return sp.Integer(1)
+    readers = [n for n in graph.ops if any(t.is_param and graph.storages[t.storage].creator == p.path
+                                           and graph.storages[t.storage].label == "parameter" for t in n.inputs)]
+    return sp.Integer(1 if any(_stage_share(place[id(n)], st) != 0 for n in readers) else 0)
+
+
 def _param_share(p, st: Settings) -> sp.Expr:
     return p.numel / st.tp if (st.tp is not None and p.sharded) else p.numel
 
@@ -266,11 +318,20 @@ def _pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
     return per_pass * (2 if graph.phase == "train" else 1)
 
 
-def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict) -> Cost:
-    """One op's per-instance, per-device cost under the settings."""
+def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict, place: str) -> Cost:
+    """One op's per-instance, per-device cost under the settings: the counting conventions, then each kind of
+    parallelism as a share of what the previous ones left (so tensor, expert and pipeline degrees compose)."""
     cost = node.cost
     if id(node) in fused_io:
         cost = replace(cost, io_bytes=fused_io[id(node)][0], io_sharded=fused_io[id(node)][1])
+    cost = _conventions(cost, node, graph, st)
+    cost = _tensor_parallel(cost, node, st)
+    cost = _expert_parallel(cost, node, st, a2a)
+    return _pipeline_share(cost, place, st)
+
+
+def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
+    """Embedding and elementwise FLOP conventions, causal halving, and recomputed work."""
     if st.embedding == "matmul" and node.op == "embedding":  # a one-hot [tokens, V] @ [V, h] product
         table = next((p.shape for p in node.params), None) or next(t.shape for t in node.inputs if t.is_param)
         tokens = sp.Mul(*node.inputs[0].shape)
@@ -286,36 +347,78 @@ def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict
         half = sp.Rational(1, 2)
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
                        macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
-    region = any(t.startswith("fused:") for t in node.tags)
-    inside_repeat = any(t.startswith("repeat:") for t in node.tags)
-    if (st.recompute == "selective" or st.flash) and region or st.recompute == "full" and inside_repeat:
+    region = _in(node.tags, "fused:")
+    inside_repeat = _in(node.tags, "repeat:")
+    if graph.phase == "train" and ((st.recompute == "selective" or st.flash) and region
+                                   or st.recompute == "full" and inside_repeat):
         # recomputed in the backward pass: its forward work again
         cost = replace(cost, recompute_macs=cost.macs_fwd, recompute_mm_outputs=cost.mm_outputs_fwd,
                        recompute_other=cost.other_fwd)
-    if graph.phase != "train":
-        cost = replace(cost, recompute_macs=ZERO, recompute_mm_outputs=ZERO, recompute_other=ZERO)
-    split = st.pp if st.pp is not None and _in(node.tags, "repeat:") else 1
-    if split != 1:  # this device holds and runs its stage's share L/p of the repeated layers
-        cost = Cost(**{f.name: getattr(cost, f.name) / split for f in fields(Cost)})
-    if st.ep is not None and _in(node.tags, "experts:"):
-        # each device keeps its own tokens and holds E/ep of the experts: weights (and their reads) shrink,
-        # the work on its tokens' k expert slots does not; the tokens travel (all-to-all)
-        e = st.ep
-        cost = replace(cost, params=cost.params / e, weight_bytes=cost.weight_bytes / e,
-                       io_bytes=cost.io_bytes - cost.weight_reads * (1 - 1 / e), weight_reads=cost.weight_reads / e,
-                       comm_bytes=cost.comm_bytes + a2a.get(id(node), ZERO) / split)
+    return cost
+
+
+def _tensor_parallel(cost: Cost, node: OpNode, st: Settings) -> Cost:
+    """Tensor parallelism over t devices: sharded weights and the work on sharded tensors split t ways; the
+    all-reduces of row-parallel outputs (forward) and column-parallel inputs (backward) added."""
     if st.tp is None:
         return cost
     t = st.tp
     if node.sharded:
-        share = node.params[0].mult / node.mult if node.params else 1  # E/k for an expert's weights, else 1
-        params = sp.Add(*(p.numel / t if p.sharded else p.numel for p in node.params))
-        wbytes = sp.Add(*((p.numel / t if p.sharded else p.numel) * p.dtype.nbytes for p in node.params))
+        if node.params:  # the share of this op's own weights one device holds (a row-parallel bias stays whole)
+            whole = sp.Add(*(p.numel for p in node.params))
+            held = sp.Add(*(p.numel / t if p.sharded else p.numel for p in node.params))
+            whole_b = sp.Add(*(p.numel * p.dtype.nbytes for p in node.params))
+            held_b = sp.Add(*((p.numel / t if p.sharded else p.numel) * p.dtype.nbytes for p in node.params))
+            cost = replace(cost, params=cost.params * held / whole, active_params=cost.active_params * held / whole,
+                           weight_bytes=cost.weight_bytes * held_b / whole_b)
         io = cost.io_bytes - cost.io_sharded * (1 - 1 / t)  # replicated inputs and whole outputs move in full
-        cost = replace(cost, params=params * share, active_params=params, weight_bytes=wbytes * share,
-                       **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS}, io_bytes=io, io_sharded=cost.io_sharded / t)
+        cost = replace(cost, **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS}, io_bytes=io,
+                       io_sharded=cost.io_sharded / t)
     ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
-    return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring / split)
+    return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring)
+
+
+def _expert_parallel(cost: Cost, node: OpNode, st: Settings, a2a: dict) -> Cost:
+    """Expert parallelism over e devices: each keeps its own tokens and holds E/e of the experts, so expert
+    weights (and their reads) shrink while the work on its tokens' k expert slots does not; tokens travel."""
+    if st.ep is None or not _in(node.tags, "experts:"):
+        return cost
+    e = st.ep
+    return replace(cost, params=cost.params / e, weight_bytes=cost.weight_bytes / e,
+                   io_bytes=cost.io_bytes - cost.weight_reads * (1 - 1 / e), weight_reads=cost.weight_reads / e,
+                   comm_bytes=cost.comm_bytes + a2a.get(id(node), ZERO))
+
+
+def _pipeline_share(cost: Cost, place: str, st: Settings) -> Cost:
+    """Pipeline parallelism: the reported stage runs L/p of every repeated layer, and the ops outside the
+    repeats only if they are placed on it (see _placement)."""
+    share = _stage_share(place, st)
+    if share == 1:
+        return cost
+    return Cost(**{f.name: getattr(cost, f.name) * share for f in fields(Cost)})
+
+
+STAGES = ("first", "middle", "last")
+
+
+def _placement(graph: Graph) -> dict:
+    """Where pipeline parallelism puts each op: 'layers' for ops in a repeat (each stage holds L/p of them),
+    'first' for ops before the first repeated op (the embedding), 'last' for the others (the head, the loss)."""
+    out, seen = {}, False
+    for node in graph.ops:
+        if _in(node.tags, "repeat:"):
+            out[id(node)], seen = "layers", True
+        else:
+            out[id(node)] = "last" if seen else "first"
+    return out
+
+
+def _stage_share(place: str, st: Settings) -> sp.Expr:
+    if st.pp is None or st.pp == 1:
+        return sp.Integer(1)
+    if place == "layers":
+        return 1 / st.pp
+    return sp.Integer(1 if place == st.stage else 0)
 
 
 def _all_to_all(graph: Graph, st: Settings) -> dict:

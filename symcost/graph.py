@@ -57,6 +57,7 @@ class Param:
     loc: Loc | None
     active_mult: sp.Expr | None = None  # instances one token uses (k of the E); None: all of them
     sharded: bool = False  # split over tensor-parallel devices
+    shard_axis: int | None = None  # the axis tensor parallelism splits (0: output features, 1: input features)
 
     @property
     def numel(self) -> sp.Expr:
@@ -119,6 +120,8 @@ class Graph:
     params: list = field(default_factory=list)
     inputs: list = field(default_factory=list)
     phase: str = "train"
+    expert_counts: list = field(default_factory=list)  # (E, location) of every `experts E top k` region
+    splits: list = field(default_factory=list)  # (size, location): what tensor parallelism divides (heads)
 
 
 class Scope:
@@ -438,13 +441,13 @@ class Builder:
     def _snapshot(self):
         g = self.graph
         return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
-                dict(self.kinds), dict(self.global_tensors))
+                dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits))
 
     def _restore(self, snap) -> None:
         g = self.graph
-        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors = snap
+        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits = snap
         self.kinds, self.global_tensors = kinds, tensors
-        del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:]
+        del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:], g.expert_counts[n_experts:], g.splits[n_splits:]
         for sid in range(n_st, self._next_storage):
             g.storages.pop(sid, None)
         self._next_storage = n_st
@@ -504,6 +507,7 @@ class Builder:
         if count.is_number and active.is_number and active > count:
             raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
         self._next_region += 1
+        self.graph.expert_counts.append((count, st.count.loc))
         inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count,
                     ctx.tags | {f"experts:{self._next_region}"})
         for s in st.body:
@@ -680,6 +684,8 @@ class Builder:
             raise SymcostError("linear: a row-parallel layer needs a sharded input (the output of a column-parallel "
                                "layer, or something computed from one)", call.loc)
         out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations))
+        if rule.splits and any(t.sharded for t in activations):
+            self.graph.splits.extend((size, call.loc) for size in rule.splits)
         outputs, out_map = [], {}
         for i, out in enumerate(rule.outputs):
             name = st.targets[i].id if i < len(st.targets) else f"{path}#{i}"
@@ -698,8 +704,9 @@ class Builder:
         for np_ in rule.params:
             active = None if ctx.param_mult is None else ctx.mult
             sharded = parallel == "column" or (parallel == "row" and np_.name != "bias")
+            axis = (0 if parallel == "column" else 1) if sharded else None
             param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active,
-                          sharded)
+                          sharded, axis)
             self.graph.params.append(param)
             created.append(param)
         saves = []

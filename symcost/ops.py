@@ -122,6 +122,7 @@ class Rule:
     cost: Cost = field(default_factory=Cost)
     saves: tuple = ()  # inputs (T), outputs (Out) or Internal tensors kept for the backward pass
     reads: tuple | None = None  # (tensor, bytes) pairs when an op reads less than its whole inputs (a lookup)
+    splits: tuple = ()  # sizes tensor parallelism divides when the input is sharded (the heads of split_heads)
 
 
 @dataclass(frozen=True)
@@ -413,7 +414,7 @@ def split_heads(x: T, heads: Dim, head_size: Dim = None) -> Rule:
                 f"{fmt_shape(x.shape)} ({x.shape[-1]})"
             )
         d = head_size
-    return Rule((Out((*x.shape[:-2], heads, x.shape[-2], d), view_of=x),))
+    return Rule((Out((*x.shape[:-2], heads, x.shape[-2], d), view_of=x),), splits=(heads,))
 
 
 @op

@@ -191,9 +191,19 @@ def test_pipeline_parallel_stage_share_and_boundary_traffic():
     # a device holds L/p whole layers
     assert next(blk for blk in r.blocks if blk.path == "layer").repeat == L / p
     assert same(layer(r, "params"), 12 * h**2 + 13 * h)
-    assert same(r.totals["params"] - gpt2().totals["params"], (L / p - L) * (12 * h**2 + 13 * h))
-    assert same(r.totals["activation_bytes"] - gpt2().totals["activation_bytes"],
-                (L / p - L) * (34 * b * s * h + 5 * a * b * s**2))
+    whole, last = gpt2(), gpt2(pp=p, stage="last")
+    V_, P_ = sym("V"), sym("P")
+    # the first stage holds the embeddings and L/p layers; the last L/p layers, the final norm and the head,
+    # which reads the tied token table, so that table is held on both ends
+    assert same(r.totals["params"], L / p * (12 * h**2 + 13 * h) + V_ * h + P_ * h)
+    assert same(last.totals["params"], L / p * (12 * h**2 + 13 * h) + 2 * h + V_ * h)
+    middle = gpt2(pp=p, stage="middle")
+    assert same(middle.totals["params"], L / p * (12 * h**2 + 13 * h))
+    stages = r.totals["params"] + (p - 2) * middle.totals["params"] + last.totals["params"]
+    assert same(stages, whole.totals["params"] + V_ * h)
+    per_layer = sp.expand(whole.totals["activation_bytes"]).coeff(L)
+    assert same(per_layer, 34 * b * s * h + 5 * a * b * s**2)
+    assert same(sp.expand(r.totals["activation_bytes"]).coeff(L), per_layer / p)
     # a stage boundary sends b·s·h activations forward and their gradient back (16-bit)
     assert same(r.totals["comm_bytes"], 2 * 2 * b * s * h)
     assert gpt2(pp=sp.Integer(1)).totals["comm_bytes"] == 0

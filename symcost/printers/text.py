@@ -40,7 +40,7 @@ def conventions_line(report: Report) -> str:
         if st.tp is not None:
             parts.append(f"per device of tensor-parallel degree {st.tp}" + (" with sequence parallelism" if st.sp else ""))
         if st.pp is not None:
-            parts.append(f"per pipeline stage of {st.pp}")
+            parts.append(f"per device of the {st.stage} of {st.pp} pipeline stages")
         if st.ep is not None:
             parts.append(f"experts over {st.ep} devices")
     if report.graph.phase == "train":
