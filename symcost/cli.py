@@ -19,9 +19,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"symcost {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--path", metavar="DIR", action="append", default=[],
+                        help="look for specs, blocks, mappings (hf/), presets and devices (hardware/) in DIR before "
+                        "the shipped ones; may be repeated (also: the SYMCOST_PATH environment variable)")
 
     d = sub.add_parser(
-        "derive",
+        "derive", parents=[common],
         help="print the closed forms of a spec",
         description="Print per-block and whole-model closed forms for a spec; with --set, also their values.",
         epilog="examples:\n"
@@ -31,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         "  symcost derive specs/llama.arch --format latex > llama.tex",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("spec", nargs="?", help="path to a .arch file (optional with --hf-config/--preset: chosen by model_type)")
+    d.add_argument("spec", nargs="?", help="a .arch file, or the name of a spec on the search path (llama); optional "
+                   "with --hf-config/--preset: chosen by model_type")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--hf-config", metavar="FILE", help="take dims and options from a transformers config.json")
     src.add_argument("--preset", metavar="NAME", help="take dims and options from a shipped preset (see `symcost presets`)")
@@ -99,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
 
     v = sub.add_parser(
-        "validate",
+        "validate", parents=[common],
         help="compare derived costs with a real transformers model (needs symcost[torch])",
         description="Build the transformers model for a config and measure, beside what symcost derives: the "
         "parameter count of the full-size model on the meta device (exact), forward and forward+backward matmul "
@@ -117,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text")
 
     c = sub.add_parser(
-        "compare",
+        "compare", parents=[common],
         help="compare two specs, or one spec under two settings, metric by metric",
         description="Print, per metric, the symbolic difference B − A and ratio B / A, simplified, and their values "
         "with --set. Compare one spec under two settings (--a kv=a --b kv=1) or two specs (SPEC SPEC_B).",
@@ -139,17 +144,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--flops", choices=("fma", "mac", "exact"), default="fma")
     c.add_argument("--format", choices=("text", "json"), default="text")
 
-    dv = sub.add_parser("devices", help="list the shipped hardware table", description="List the shipped devices.")
+    dv = sub.add_parser("devices", parents=[common], help="list the shipped hardware table", description="List the shipped devices.")
     dv.add_argument("--format", choices=("text", "markdown", "json"), default="text")
 
-    pr = sub.add_parser("presets", help="list the shipped model presets", description="List the shipped presets (published configs).")
+    pr = sub.add_parser("presets", parents=[common], help="list the shipped model presets", description="List the shipped presets (published configs).")
     pr.add_argument("--format", choices=("text", "json"), default="text")
 
-    z = sub.add_parser("zoo", help="write the model zoo page (docs/zoo.md) from the shipped specs and presets",
+    z = sub.add_parser("zoo", parents=[common], help="write the model zoo page (docs/zoo.md) from the shipped specs and presets",
                        description="Render every family's per-layer closed forms and each preset's numbers as Markdown.")
     z.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
 
-    o = sub.add_parser("ops", help="list the built-in ops", description="List the built-in ops and their arguments.")
+    o = sub.add_parser("ops", parents=[common], help="list the built-in ops", description="List the built-in ops and their arguments.")
     o.add_argument("name", nargs="?", help="show one op in full")
     return p
 
@@ -386,12 +391,12 @@ def _check_names(resolved, env) -> None:
 def _presets(args) -> str:
     import json
 
-    from .hf import mappings, presets
+    from .hf import mappings, presets, read_json
 
     table = mappings()
     rows = []
     for name, path in presets().items():
-        cfg = json.loads(path.read_text())
+        cfg = read_json(path, "preset")
         m = table.get(cfg.get("model_type"), {})
         dims = " ".join(f"{d}={_peek(cfg, rule)}" for d, rule in m.get("dims", {}).items())
         title = cfg.get("_symcost", {}).get("title", "")
@@ -434,6 +439,9 @@ def _ops(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .paths import use_path
+
+    use_path(getattr(args, "path", None) or [])
     try:
         if args.command == "validate":
             from .validate import run

@@ -20,21 +20,47 @@ class Loc:
 
 
 _SOURCES: dict[str, str] = {}
+_LINES: dict[str, list[str]] = {}
+MAX_QUOTED = 120  # characters of a source line an error quotes
 
 
 def register_source(file: str, text: str) -> None:
     """Remember a file's text so errors can quote the offending line."""
     _SOURCES[file] = text
+    _LINES.pop(file, None)
 
 
 def source_line(loc: Loc) -> str | None:
-    text = _SOURCES.get(loc.file)
-    if text is None:
-        return None
-    lines = text.split("\n")  # Lark counts lines by \n only; str.splitlines() also splits on \x0c, \u2028, ...
+    lines = _LINES.get(loc.file)
+    if lines is None:
+        text = _SOURCES.get(loc.file)
+        if text is None:
+            return None
+        # Lark counts lines by \n only; str.splitlines() also splits on \x0c, \u2028, ...
+        lines = _LINES[loc.file] = text.split("\n")
     if 1 <= loc.line <= len(lines):
         return lines[loc.line - 1].rstrip("\r")
     return None
+
+
+def _excerpt(line: str, column: int, width: int) -> tuple[str, int, int]:
+    """At most MAX_QUOTED characters of a line around a column: (text, caret column, caret width)."""
+    if len(line) <= MAX_QUOTED:
+        return line, column, width
+    start = max(0, min(column - 1 - MAX_QUOTED // 2, len(line) - MAX_QUOTED))
+    text = line[start : start + MAX_QUOTED]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + MAX_QUOTED < len(line) else ""
+    col = column - start + len(prefix)
+    return prefix + text + suffix, col, max(1, min(width, MAX_QUOTED - (column - 1 - start)))
+
+
+def clean(text: str) -> str:
+    """Text from a spec or a file made safe for a terminal: each control character or bidirectional mark becomes
+    one U+FFFD, so columns still line up under a caret."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
 
 
 class SymcostError(Exception):
@@ -62,9 +88,10 @@ class SymcostError(Exception):
                 width = 1
                 if self.loc.end_column and self.loc.end_column > self.loc.column:
                     width = self.loc.end_column - self.loc.column
+                line, column, width = _excerpt(clean(line), self.loc.column, width)
                 out.append(f"{pad} |")
                 out.append(f"{num} | {line}")
-                out.append(f"{pad} | {' ' * (self.loc.column - 1)}{'^' * width}")
+                out.append(f"{pad} | {' ' * (column - 1)}{'^' * width}")
         if self.hint:
             out.append(f"  = help: {self.hint}")
         return "\n".join(out)

@@ -33,6 +33,7 @@ from pathlib import Path
 import sympy as sp
 
 from .errors import SymcostError, suggest
+from .files import exists, shown
 from .hf import read_json, specs_dir
 
 PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp6", "fp4", "int8", "int4")
@@ -99,16 +100,17 @@ def shipped_dir() -> Path:
 
 
 def list_devices() -> dict[str, Path]:
-    """Shipped device names → their files."""
-    d = shipped_dir()
-    return {p.stem: p for p in sorted(d.glob("*.json"))} if d.is_dir() else {}
+    """Device names → their files, from every `hardware/` directory on the search path (a user's first)."""
+    from .paths import listing
+
+    return listing("hardware")
 
 
 def load_device(name_or_path: str | Path) -> Device:
     """A shipped device by name (`h100-sxm`), or a user's device file by path."""
     text = str(name_or_path)
     path = Path(text)
-    if isinstance(name_or_path, Path) or path.is_file() or "/" in text or "\\" in text or text.endswith(".json"):
+    if isinstance(name_or_path, Path) or exists(path) or "/" in text or "\\" in text or text.endswith(".json"):
         return read_device(path)
     table = list_devices()
     if text not in table:
@@ -117,7 +119,7 @@ def load_device(name_or_path: str | Path) -> Device:
                 f"no shipped hardware files found in {shipped_dir()} (the package data 'symcost.specs.hardware' is missing)"
             )
         raise SymcostError(
-            f"unknown device '{text}'; shipped: {', '.join(table)}",
+            f"unknown device '{shown(text)}'; known: {', '.join(table)}",
             None,
             suggest(text, table) or "or give the path to a device JSON file",
         )
@@ -127,8 +129,9 @@ def load_device(name_or_path: str | Path) -> Device:
 def read_device(path: str | Path) -> Device:
     """Read and check one device file."""
     path = Path(path)
-    if not path.exists():
-        raise SymcostError(f"cannot read hardware file {path}: no such file", None, suggest(path.stem, list_devices()))
+    if not exists(path):
+        raise SymcostError(f"cannot read hardware file {shown(path)}: no such file", None,
+                           suggest(path.stem, list_devices()))
     data = read_json(path, "hardware file", MAX_FILE_BYTES)
     return device_from_dict(data, str(path))
 

@@ -20,53 +20,51 @@ from .errors import SymcostError, suggest
 
 
 def specs_dir() -> Path:
-    """The shipped specs: the checkout's top-level specs/ when run from a source tree, else the installed package's."""
-    checkout = Path(__file__).resolve().parent.parent / "specs"
-    if (checkout / "hf").is_dir():
-        return checkout
-    try:
-        spec = importlib.util.find_spec("symcost.specs")
-    except ModuleNotFoundError:
-        spec = None
-    if spec is not None and spec.submodule_search_locations:  # a directory-backed (namespace) package
-        for location in spec.submodule_search_locations:
-            if (Path(location) / "hf").is_dir():
-                return Path(location)
-    return Path(__file__).resolve().parent.parent / "specs"
+    """The shipped specs directory (see symcost.paths)."""
+    from .paths import shipped_dir
+
+    return shipped_dir()
 
 
 def mappings() -> dict:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((specs_dir() / "hf").glob("*.json"))}
+    """model_type -> mapping, from every `hf/` directory on the search path (a user's file first)."""
+    from .paths import listing
+
+    return {name: read_json(path, "mapping") for name, path in listing("hf").items()}
 
 
 def presets() -> dict[str, Path]:
-    return {p.stem: p for p in sorted((specs_dir() / "presets").glob("*.json"))}
+    """Preset name -> file, from every `presets/` directory on the search path (a user's file first)."""
+    from .paths import listing
+
+    return listing("presets")
 
 
 def preset_config(name: str) -> tuple[dict, str]:
     table = presets()
     if name not in table:
         raise SymcostError(f"unknown preset '{name}'", None, suggest(name, table) or "see `symcost presets`")
-    return json.loads(table[name].read_text()), f"preset {name}"
+    data = read_json(table[name], "preset")
+    if not isinstance(data, dict):
+        raise SymcostError(f"preset {name} ({table[name]}) must hold a JSON object, not {type(data).__name__}")
+    return data, f"preset {name}"
 
 
 def read_json(path, what: str, max_bytes: int | None = None):
     """A JSON file the user names (a config, a device): every way it can be unreadable is a SymcostError."""
-    path = Path(path)
+    from .files import MAX_JSON_BYTES, read_text, shown
+
+    text = read_text(path, what, max_bytes or MAX_JSON_BYTES)
     try:
-        if max_bytes is not None and path.stat().st_size > max_bytes:
-            raise SymcostError(f"{what} {path} is larger than {max_bytes} bytes")
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SymcostError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise SymcostError(f"cannot read {what} {path}: {e.strerror}") from None
-    try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
-        raise SymcostError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        raise SymcostError(f"{shown(path)} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except (ValueError, RecursionError) as e:
-        raise SymcostError(f"{path} cannot be read as a {what}: {str(e)[:120]}") from None
+        raise SymcostError(f"{shown(path)} cannot be read as a {what}: {str(e)[:120]}") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def read_config(path: str) -> tuple[dict, str]:
@@ -136,7 +134,20 @@ def resolve(config: dict, source: str) -> Resolved:
             raise SymcostError(f"{source}: option {opt} must be true or false, got {v!r}")
         options[opt] = v
     checks = {dim: (fld, config[fld]) for dim, fld in m.get("derived", {}).items() if config.get(fld) is not None}
-    return Resolved(model_type, specs_dir() / m["spec"], values, options, checks, m, source)
+    return Resolved(model_type, _mapped_spec(m, model_type), values, options, checks, m, source)
+
+
+def _mapped_spec(m: dict, model_type: str) -> Path:
+    """The spec a mapping names, found on the search path."""
+    from .paths import find
+
+    name = m.get("spec")
+    if not isinstance(name, str) or not name:
+        raise SymcostError(f"the {model_type} mapping has no 'spec' naming its .arch file")
+    found = find("", name[: -len(".arch")] if name.endswith(".arch") else name, ".arch")
+    if found is None:
+        raise SymcostError(f"the {model_type} mapping names spec '{name}', which is not on the search path")
+    return found
 
 
 def check_derived(resolved: Resolved, evaluator) -> None:

@@ -287,10 +287,26 @@ def display_path(path: Path) -> str:
 
 
 def load(path: str | Path) -> S.Module:
-    """Parse a spec and the files it includes (each once; cycles are errors) into one module."""
-    root = Path(path)
-    if not root.is_file():
-        raise SymcostError(f"spec file not found: {path}")
+    """Parse a spec and the files it includes (each once; cycles are errors) into one module.
+
+    `path` is a file, or a spec name found on the search path (`llama`). An include is looked up beside the
+    including file, then in each search-path directory, and must resolve (symlinks followed) inside the root
+    spec's directory or a search-path directory: nothing else on the machine can be read through a spec.
+    """
+    from .files import MAX_SPEC_BYTES, exists, read_text, shown
+    from .paths import resolve_spec, search_dirs
+
+    root = resolve_spec(str(path))
+    if not exists(root):
+        raise SymcostError(f"spec file not found: {shown(path)}", None,
+                           "give a path to a .arch file, or a spec name such as llama (see `symcost presets`)")
+    searched = search_dirs()
+    roots = []
+    for d in (root.parent, *searched):
+        try:
+            roots.append(d.resolve())
+        except (OSError, RuntimeError, ValueError):
+            continue
     items: list[S.Item] = []
     seen: set[Path] = set()
 
@@ -302,20 +318,31 @@ def load(path: str | Path) -> S.Module:
         if real in seen:
             return
         seen.add(real)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise SymcostError(f"{display_path(file)} is not UTF-8 text (byte {e.start})", at) from None
-        except OSError as e:
-            raise SymcostError(f"cannot read {display_path(file)}: {e.strerror}", at) from None
+        text = read_text(file, "spec", MAX_SPEC_BYTES, at)
         for item in parse_text(text, display_path(file)):
             if isinstance(item, S.Include):
-                target = real.parent / item.path
-                if not target.is_file():
-                    raise SymcostError(f"included file not found: {item.path} (looked in {display_path(real.parent)})", item.loc)
-                visit(target, (*stack, real), item.loc)
+                visit(_include_target(item, real, searched, roots), (*stack, real), item.loc)
             else:
                 items.append(item)
 
     visit(root, (), None)
     return S.Module(display_path(root), tuple(items))
+
+
+def _include_target(item: S.Include, including: Path, searched: list, roots: list) -> Path:
+    """Where an include points: beside the including file, else in a search-path directory; always inside a root."""
+    from .files import exists, inside, shown
+
+    name = item.path
+    if not name or "\x00" in name or Path(name).is_absolute():
+        raise SymcostError(f"include \"{shown(name)}\": give a path relative to the including file", item.loc)
+    candidates = [including.parent / name, *(d / name for d in searched)]
+    for target in candidates:
+        if not exists(target):
+            continue
+        if not inside(target, roots):
+            raise SymcostError(f"include \"{shown(name)}\" leads outside the spec's directory and the search path",
+                               item.loc, "includes may name files beside the spec, below it, or on the search path")
+        return target
+    raise SymcostError(f"included file not found: {shown(name)} (looked in {display_path(including.parent)} and "
+                       "the search path)", item.loc)

@@ -6,7 +6,7 @@ import json
 from .derive import derive
 from .evaluate import Evaluator
 from .graph import build
-from .hf import mappings, presets, resolve, specs_dir
+from .hf import mappings, presets, read_json, resolve, specs_dir
 from .parse import load
 from .printers.forms import human
 from .printers.text import forms_for
@@ -26,7 +26,7 @@ def render() -> str:
     table = mappings()
     by_spec: dict[str, list] = {}
     for name, path in presets().items():
-        cfg = json.loads(path.read_text())
+        cfg = read_json(path, "preset")
         by_spec.setdefault(table[cfg["model_type"]]["spec"], []).append((name, cfg))
     out = [
         "# Model zoo",

@@ -13,7 +13,7 @@ import pytest
 
 from symcost import cli
 from symcost.derive import derive
-from symcost.errors import SymcostError
+from symcost.errors import clean, SymcostError
 from symcost.evaluate import Evaluator, parse_assignments
 from symcost.graph import build
 from symcost.ops import OPS
@@ -78,7 +78,7 @@ def check_located(err: SymcostError, text: str, file: str, at, *, exact: bool = 
         if exact and err.loc.column != col:
             problems.append(f"expected column {col}, got {err.loc.column}")
             continue
-        source = text.split("\n")[line - 1]
+        source = clean(text.split("\n")[line - 1])  # control characters are shown as U+FFFD, one column each
         cols = caret_columns(rendered, source)
         if col not in cols:
             problems.append(f"no caret under column {col} (carets at {sorted(cols)})")
