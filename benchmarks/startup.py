@@ -54,9 +54,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(dir=base_dir) as tmp:
             path = Path(tmp) / "bench.arch"
             path.write_text(text.replace('include "blocks/', 'include "../blocks/'))
-            from symcost.derive import derive
-            from symcost.graph import build
-            from symcost.parse import load
+            from symcost.cost.accounting import derive
+            from symcost.model.graph import build
+            from symcost.lang.parse import load
 
             times = []
             for _ in range(5):

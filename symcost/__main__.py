@@ -1,6 +1,6 @@
 """`python -m symcost` runs the command line."""
 import sys
 
-from .cli import main
+from symcost.cli import main
 
 sys.exit(main())

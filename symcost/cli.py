@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-from .errors import SymcostError
+from symcost import __version__
+from symcost.errors import SymcostError
 
 FORMATS = ("text", "json", "latex", "markdown")
 
@@ -160,10 +160,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _derive(args) -> str:
-    from .derive import check_divisible, derive
-    from .evaluate import Evaluator, parse_assignments
-    from .graph import build, environment
-    from .parse import load
+    from symcost.cost.accounting import check_divisible, derive
+    from symcost.analysis.evaluate import Evaluator, parse_assignments
+    from symcost.model.graph import build, environment
+    from symcost.lang.parse import load
 
     resolved = _resolve_config(args)
     spec = args.spec or (str(resolved.spec) if resolved else None)
@@ -198,7 +198,7 @@ def _derive(args) -> str:
     ev = Evaluator(graph.env, values)
     check_divisible(report, values)
     if resolved:
-        from .hf import check_derived
+        from symcost.analysis.hf import check_derived
 
         check_derived(resolved, ev)
     extras = _analyses(args, report, ev)
@@ -209,13 +209,13 @@ def _derive(args) -> str:
     else:
         tail = ""
     if args.format == "json":
-        from .printers import json as printer
+        from symcost.present import json as printer
     elif args.format == "latex":
-        from .printers import latex as printer
+        from symcost.present import latex as printer
     elif args.format == "markdown":
-        from .printers import markdown as printer
+        from symcost.present import markdown as printer
     else:
-        from .printers import text
+        from symcost.present import text
 
         return text.render(report, ev, explain=args.explain, extras=[t for t, _ in extras.values()])
     if args.format == "json":
@@ -227,13 +227,13 @@ def _analyses(args, report, ev) -> dict:
     """Training-state memory (--phase train) and roofline bounds (--device): name -> (text, json)."""
     import sympy as sp
 
-    from .printers.forms import human
-    from .printers.text import forms_for
+    from symcost.present.forms import human
+    from symcost.present.text import forms_for
 
     forms = forms_for(report)
     out = {}
     if args.dp_degree is not None:
-        from .training import dp_communication_bytes, training_state_for
+        from symcost.analysis.training import dp_communication_bytes, training_state_for
 
         dp = args.dp_degree
         precision = args.precision or PRECISION_OF.get(report.env.default_dtype.name, "mixed-bf16")
@@ -248,8 +248,8 @@ def _analyses(args, report, ev) -> dict:
         doc["dp_comm_bytes"] = {"expr": str(sp.expand(comm)), "value": ev.json_value(comm) if ev.active else None}
         out["training"] = (text, doc)
     if args.device:
-        from .hardware import load_device
-        from .roofline import mfu_for, phase_summary, roofline, roofline_json
+        from symcost.analysis.hardware import load_device
+        from symcost.analysis.roofline import mfu_for, phase_summary, roofline, roofline_json
 
         device = load_device(args.device)
         summary = phase_summary(report, device)
@@ -306,7 +306,7 @@ PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # t
 
 
 def _compare(args) -> str:
-    from .compare import compare, derive_variants, render
+    from symcost.analysis.compare import compare, derive_variants, render
 
     (set_a, own_a), (set_b, own_b) = _split_settings(args.a), _split_settings(args.b)
     va, vb = derive_variants(args.spec, set_a, set_b, common=args.set, spec_b=args.spec_b, convention=args.flops,
@@ -341,7 +341,7 @@ def _split_settings(items: list[str]) -> tuple[list[str], dict]:
 
 
 def _devices(args) -> str:
-    from .hardware import render_devices
+    from symcost.analysis.hardware import render_devices
 
     return render_devices(fmt=args.format)
 
@@ -352,7 +352,7 @@ def _degree(text, env, flag: str = "--tp", doc: str = "tensor-parallel degree"):
         return None
     import sympy as sp
 
-    from . import syntax as S
+    from symcost.lang import syntax as S
 
     if text.isascii() and text.isdigit():
         if len(text) > 12 or int(text) < 1:
@@ -373,7 +373,7 @@ def _degree(text, env, flag: str = "--tp", doc: str = "tensor-parallel degree"):
 def _resolve_config(args):
     if not (args.hf_config or args.preset):
         return None
-    from .hf import preset_config, read_config, resolve
+    from symcost.analysis.hf import preset_config, read_config, resolve
 
     config, source = read_config(args.hf_config) if args.hf_config else preset_config(args.preset)
     return resolve(config, source)
@@ -391,7 +391,7 @@ def _check_names(resolved, env) -> None:
 def _presets(args) -> str:
     import json
 
-    from .hf import mappings, presets, read_json
+    from symcost.analysis.hf import mappings, presets, read_json
 
     table = mappings()
     rows = []
@@ -417,18 +417,18 @@ def _peek(cfg: dict, rule):
 
 
 def _zoo(args) -> str:
-    from .zoo import render
+    from symcost.analysis.zoo import render
 
     return render()
 
 
 def _ops(args) -> str:
-    from .graph import _usage
-    from .ops import OPS
+    from symcost.model.graph import _usage
+    from symcost.ops.registry import OPS
 
     if args.name:
         if args.name not in OPS:
-            from .errors import suggest
+            from symcost.errors import suggest
 
             raise SymcostError(f"unknown op '{args.name}'", None, suggest(args.name, OPS))
         op = OPS[args.name]
@@ -439,12 +439,12 @@ def _ops(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .paths import use_path
+    from symcost.paths import use_path
 
     use_path(getattr(args, "path", None) or [])
     try:
         if args.command == "validate":
-            from .validate import run
+            from symcost.analysis.validate import run
 
             text, status = run(args)
         else:

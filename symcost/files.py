@@ -5,7 +5,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import Loc, SymcostError
+from symcost.errors import Loc, SymcostError
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024  # a spec file (and each file it includes)
 MAX_JSON_BYTES = 1024 * 1024  # a config, preset, mapping or device file

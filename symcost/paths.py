@@ -11,7 +11,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from .files import exists, is_file
+from symcost.files import exists, is_file
 
 ENV_VAR = "SYMCOST_PATH"
 _extra: list[Path] = []

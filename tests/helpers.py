@@ -9,11 +9,11 @@ import pytest
 
 import sympy as sp
 
-from symcost.cost import METRICS
-from symcost.derive import derive
-from symcost.dims import make_symbol
-from symcost.graph import build
-from symcost.parse import load
+from symcost.cost.record import METRICS
+from symcost.cost.accounting import derive
+from symcost.model.dims import make_symbol
+from symcost.model.graph import build
+from symcost.lang.parse import load
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

@@ -194,6 +194,6 @@ def test_readme_example_output_is_real(capsys):
 
 def test_zoo_page_is_generated_from_the_engine():
     """docs/zoo.md is `symcost zoo` output: regenerate it (symcost zoo -o docs/zoo.md) when a spec changes."""
-    from symcost.zoo import render
+    from symcost.analysis.zoo import render
 
     assert (ROOT / "docs" / "zoo.md").read_text() == render(), "docs/zoo.md is stale: run `symcost zoo -o docs/zoo.md`"

@@ -6,7 +6,7 @@ import json
 import pytest
 import sympy as sp
 
-from symcost.compare import compare, compare_exprs, compare_ops, derive_variants, render
+from symcost.analysis.compare import compare, compare_exprs, compare_ops, derive_variants, render
 from symcost.errors import SymcostError
 
 from helpers import SPECS, same, sym

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from symcost.derive import derive
-from symcost.graph import build
-from symcost.parse import load
+from symcost.cost.accounting import derive
+from symcost.model.graph import build
+from symcost.lang.parse import load
 
 from helpers import SPECS, same, sym
 
@@ -161,7 +161,7 @@ def test_kv_cache_matches_the_reference_measurements():
     """measured.json: bytes of a transformers DynamicCache after a prefill of tiny gpt2 and llama models."""
     import json
 
-    from symcost.evaluate import Evaluator
+    from symcost.analysis.evaluate import Evaluator
 
     from helpers import REFERENCE
 
@@ -222,7 +222,7 @@ def test_expert_parallel_splits_expert_weights_and_moves_tokens():
 
 
 def test_data_parallel_traffic_per_step():
-    from symcost.training import dp_communication_bytes
+    from symcost.analysis.training import dp_communication_bytes
 
     psi = gpt2().totals["params"]
     assert same(dp_communication_bytes(psi, "mixed-bf16", 0, 64), 2 * psi * 2)  # 2Ψ elements at 16 bits

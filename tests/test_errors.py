@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from symcost import cli
-from symcost.derive import derive
+from symcost.cost.accounting import derive
 from symcost.errors import clean, SymcostError
-from symcost.evaluate import Evaluator, parse_assignments
-from symcost.graph import build
-from symcost.ops import OPS
-from symcost.parse import load
+from symcost.analysis.evaluate import Evaluator, parse_assignments
+from symcost.model.graph import build
+from symcost.ops.registry import OPS
+from symcost.lang.parse import load
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT2 = ROOT / "specs" / "gpt2.arch"

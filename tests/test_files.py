@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT, SPECS
 from symcost.cli import main
 from symcost.errors import SymcostError
-from symcost.parse import load
+from symcost.lang.parse import load
 
 SECRET = "TOP-SECRET-LINE-1234"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symcost.evaluate import Evaluator
+from symcost.analysis.evaluate import Evaluator
 
 from helpers import block, op, same, sym
 
@@ -110,7 +110,7 @@ def test_gqa_keeps_kv_heads_in_saved_keys_and_values(llama):
 
 
 def test_printed_forms_golden(gpt2):
-    from symcost.printers.text import forms_for
+    from symcost.present.text import forms_for
 
     forms = forms_for(gpt2)
     assert forms.text(block(gpt2, "layer").metrics["params"]) == "12·h² + 13·h"

@@ -4,10 +4,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symcost.derive import derive
-from symcost.graph import build
-from symcost.parse import load, parse_text
-from symcost.syntax import Module
+from symcost.cost.accounting import derive
+from symcost.model.graph import build
+from symcost.lang.parse import load, parse_text
+from symcost.lang.syntax import Module
 
 from helpers import numeric_walk, same, sym
 

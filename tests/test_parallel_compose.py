@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import SPECS, same, sym
-from symcost.derive import _placement, derive
+from symcost.cost.accounting import _placement, derive
 from symcost.errors import SymcostError
-from symcost.graph import build
-from symcost.parse import load
+from symcost.model.graph import build
+from symcost.lang.parse import load
 
 SPECS_WITH_LAYERS = ("gpt2.arch", "llama.arch", "mixtral.arch", "deepseek.arch", "opt.arch", "falcon.arch",
                      "phi.arch", "gemma.arch", "qwen2.arch")
@@ -105,7 +105,7 @@ def test_mixtral_tensor_and_expert_parallel_compose(capsys):
 
 
 def test_degrees_that_do_not_divide_are_errors():
-    from symcost.derive import check_divisible
+    from symcost.cost.accounting import check_divisible
 
     r = derive(build(load(SPECS / "gpt2.arch")), tp=sp.Integer(8))
     with pytest.raises(SymcostError, match="a = 12, which 8 does not divide"):

@@ -7,12 +7,12 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symcost.cost import METRICS
-from symcost.derive import derive
-from symcost.evaluate import Evaluator
-from symcost.graph import build
-from symcost.parse import load, parse_text
-from symcost.syntax import Module
+from symcost.cost.record import METRICS
+from symcost.cost.accounting import derive
+from symcost.analysis.evaluate import Evaluator
+from symcost.model.graph import build
+from symcost.lang.parse import load, parse_text
+from symcost.lang.syntax import Module
 
 from helpers import SPECS, numeric_walk
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from symcost.derive import derive, derive_file
+from symcost.cost.accounting import derive, derive_file
 from symcost.errors import SymcostError
-from symcost.evaluate import Evaluator
-from symcost.graph import build
-from symcost.hardware import load_device
-from symcost.parse import load
-from symcost.roofline import (
+from symcost.analysis.evaluate import Evaluator
+from symcost.model.graph import build
+from symcost.analysis.hardware import load_device
+from symcost.lang.parse import load
+from symcost.analysis.roofline import (
     bound,
     decode_tokens_per_s,
     intensity,

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 import symcost
 from symcost import cli
-from symcost.derive import derive
+from symcost.cost.accounting import derive
 from symcost.errors import SymcostError
-from symcost.graph import build
-from symcost.parse import load, parse_text
-from symcost.syntax import Module
+from symcost.model.graph import build
+from symcost.lang.parse import load, parse_text
+from symcost.lang.syntax import Module
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(symcost.__file__).resolve().parent
@@ -437,7 +437,7 @@ def test_source_never_evaluates_text():
 def test_grammar_cache_is_not_unpickled_from_a_shared_temp_dir():
     """Lark's cache=True pickles the parser to a predictable name in the system temp dir and unpickles it on the
     next start: anyone who can write there first runs code as the user. Cache privately or not at all."""
-    from symcost.parse import _parser
+    from symcost.lang.parse import _parser
 
     cache = _parser().options.cache
     if cache is False or cache is None:

@@ -6,10 +6,10 @@ import json
 import pytest
 import sympy as sp
 
-from symcost.derive import derive_file
+from symcost.cost.accounting import derive_file
 from symcost.errors import SymcostError
-from symcost.evaluate import Evaluator
-from symcost.training import (
+from symcost.analysis.evaluate import Evaluator
+from symcost.analysis.training import (
     PRECISIONS,
     Precision,
     dp_communication_bytes,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from symcost import validate as V
+from symcost.analysis import validate as V
 from symcost.cli import main
 from symcost.errors import SymcostError
-from symcost.hf import mappings, preset_config, presets
+from symcost.analysis.hf import mappings, preset_config, presets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -53,7 +53,7 @@ def _write(tmp_path: Path, name: str, config: dict) -> str:
 
 
 def test_importing_symcost_does_not_import_torch():
-    code = "import sys, symcost.cli, symcost.validate; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    code = "import sys, symcost.cli, symcost.analysis.validate; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -262,7 +262,7 @@ def _patched_mapping(monkeypatch, model_type: str, **validate):
     table = mappings()
     entry = {**table[model_type]["validate"], **validate}
     table[model_type] = {**table[model_type], "validate": {k: v for k, v in entry.items() if v is not None}}
-    monkeypatch.setattr("symcost.hf.mappings", lambda: table)
+    monkeypatch.setattr("symcost.analysis.hf.mappings", lambda: table)
     return table
 
 

@@ -11,9 +11,9 @@ import os
 import pytest
 
 from helpers import REFERENCE, block, op, report_for, same, sym
-from symcost import validate as V
-from symcost.evaluate import Evaluator
-from symcost.hf import mappings, preset_config, presets, resolve
+from symcost.analysis import validate as V
+from symcost.analysis.evaluate import Evaluator
+from symcost.analysis.hf import mappings, preset_config, presets, resolve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -275,7 +275,7 @@ def test_t5_inner_width_differs_from_model_width(hf, monkeypatch):
     """t5-3b/11b have a·dk ≠ h; a tiny model with a·dk = 128 ≠ h = 64 still agrees exactly."""
     table = mappings()
     table["t5"] = {**table["t5"], "tiny": {**table["t5"]["tiny"], "d_kv": 32}}
-    monkeypatch.setattr("symcost.hf.mappings", lambda: table)
+    monkeypatch.setattr("symcost.analysis.hf.mappings", lambda: table)
     config, source = preset_config("t5-3b")
     result = V.validate(config, source, None, [(2, 16), (1, 24)], ("flops",), progress=None)
     assert result.tiny_dims["dk"] * result.tiny_dims["a"] == 128 != result.tiny_dims["h"]

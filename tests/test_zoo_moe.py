@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symcost import validate as V
+from symcost.analysis import validate as V
 from symcost.cli import main
-from symcost.derive import derive, derive_file
-from symcost.evaluate import Evaluator
-from symcost.graph import build
-from symcost.hf import mappings, preset_config, resolve
-from symcost.parse import load
+from symcost.cost.accounting import derive, derive_file
+from symcost.analysis.evaluate import Evaluator
+from symcost.model.graph import build
+from symcost.analysis.hf import mappings, preset_config, resolve
+from symcost.lang.parse import load
 
 from helpers import validate_preset, SPECS, block, report_for, same, sym
 

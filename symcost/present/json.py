@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from ..cost import METRICS
-from ..derive import Report
-from ..evaluate import Evaluator
+from symcost.cost.record import METRICS
+from symcost.cost.accounting import Report
+from symcost.analysis.evaluate import Evaluator
 
 SCHEMA = "symcost.derive/1"
 

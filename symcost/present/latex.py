@@ -1,10 +1,10 @@
 """LaTeX: ready-to-paste align* environments with the spec's symbol names."""
 from __future__ import annotations
 
-from ..cost import shown
-from ..derive import Report
-from ..evaluate import Evaluator
-from .text import forms_for
+from symcost.cost.record import shown
+from symcost.cost.accounting import Report
+from symcost.analysis.evaluate import Evaluator
+from symcost.present.text import forms_for
 
 LABELS = {
     "params": r"N_{\text{params}}",

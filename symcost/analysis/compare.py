@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
-from .cost import METRIC_UNITS
-from .derive import BlockReport, Report, derive
-from .dims import make_symbol
-from .errors import SymcostError, suggest
-from .evaluate import Evaluator, parse_assignments
-from .graph import build
-from .parse import load
-from .printers.forms import Forms, human
+from symcost.cost.record import METRIC_UNITS
+from symcost.cost.accounting import BlockReport, Report, derive
+from symcost.model.dims import make_symbol
+from symcost.errors import SymcostError, suggest
+from symcost.analysis.evaluate import Evaluator, parse_assignments
+from symcost.model.graph import build
+from symcost.lang.parse import load
+from symcost.present.forms import Forms, human
 
 Expr = sp.Expr
 

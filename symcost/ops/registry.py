@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .cost import Cost, batched_matmul, elementwise, matmul as matmul_cost
-from .dims import DType, dims_equal, fmt_shape, is_bad_size
-from .errors import SymcostError
+from symcost.cost.record import Cost, batched_matmul, elementwise, matmul as matmul_cost
+from symcost.model.dims import DType, dims_equal, fmt_shape, is_bad_size
+from symcost.errors import SymcostError
 
 # ---- per-element FLOPs of the non-matmul ops (forward, backward) ---------------------------------
 ADD = (1, 0)  # y = a + b; the gradient passes through unchanged

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .dims import make_symbol
-from .errors import SymcostError, suggest
+from symcost.model.dims import make_symbol
+from symcost.errors import SymcostError, suggest
 
 Expr = sp.Expr
 

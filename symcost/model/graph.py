@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
-from . import syntax as S
-from .cost import Cost
-from .dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
-from .errors import Loc, SymcostError, source_line, suggest
-from .ops import OPS, PHASES, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel
-from .syntax import Module
+from symcost.lang import syntax as S
+from symcost.cost.record import Cost
+from symcost.model.dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
+from symcost.errors import Loc, SymcostError, source_line, suggest
+from symcost.ops.registry import OPS, PHASES, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel
+from symcost.lang.syntax import Module
 
 ONE = sp.Integer(1)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from . import syntax as S
-from .errors import Loc, SymcostError, register_source
+from symcost.lang import syntax as S
+from symcost.errors import Loc, SymcostError, register_source
 
 _FUNCS = ("min", "max")
 MAX_DIGITS = 40
@@ -21,7 +21,7 @@ _READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string"
 
 def _grammar_text() -> str:
     """The grammar ships inside the package; a source checkout has it at the top level (preferred there)."""
-    checkout = Path(__file__).resolve().parent.parent / "grammar" / "arch.lark"
+    checkout = Path(__file__).resolve().parents[2] / "grammar" / "arch.lark"
     if checkout.is_file():
         return checkout.read_text()
     return resources.files("symcost.grammar").joinpath("arch.lark").read_text()
@@ -293,8 +293,8 @@ def load(path: str | Path) -> S.Module:
     including file, then in each search-path directory, and must resolve (symlinks followed) inside the root
     spec's directory or a search-path directory: nothing else on the machine can be read through a spec.
     """
-    from .files import MAX_SPEC_BYTES, exists, read_text, shown
-    from .paths import resolve_spec, search_dirs
+    from symcost.files import MAX_SPEC_BYTES, exists, read_text, shown
+    from symcost.paths import resolve_spec, search_dirs
 
     root = resolve_spec(str(path))
     if not exists(root):
@@ -331,7 +331,7 @@ def load(path: str | Path) -> S.Module:
 
 def _include_target(item: S.Include, including: Path, searched: list, roots: list) -> Path:
     """Where an include points: beside the including file, else in a search-path directory; always inside a root."""
-    from .files import exists, inside, shown
+    from symcost.files import exists, inside, shown
 
     name = item.path
     if not name or "\x00" in name or Path(name).is_absolute():

@@ -4,12 +4,12 @@ from __future__ import annotations
 import shutil
 import textwrap
 
-from ..cost import METRIC_TITLES, METRIC_UNITS
-from ..cost import shown as shown_metrics
-from ..derive import Report
-from ..dims import fmt_shape
-from ..evaluate import Evaluator
-from .forms import Forms, human
+from symcost.cost.record import METRIC_TITLES, METRIC_UNITS
+from symcost.cost.record import shown as shown_metrics
+from symcost.cost.accounting import Report
+from symcost.model.dims import fmt_shape
+from symcost.analysis.evaluate import Evaluator
+from symcost.present.forms import Forms, human
 
 
 def forms_for(report: Report) -> Forms:

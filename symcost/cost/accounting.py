@@ -5,12 +5,12 @@ from dataclasses import dataclass, field, fields, replace
 
 import sympy as sp
 
-from .cost import CONVENTIONS, METRICS, Cost
-from .cost import matmul as matmul_cost
-from .dims import fmt_shape
-from .errors import SymcostError
-from .graph import Graph, OpNode, build
-from .parse import load
+from symcost.cost.record import CONVENTIONS, METRICS, Cost
+from symcost.cost.record import matmul as matmul_cost
+from symcost.model.dims import fmt_shape
+from symcost.errors import SymcostError
+from symcost.model.graph import Graph, OpNode, build
+from symcost.lang.parse import load
 
 ZERO = sp.Integer(0)
 

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import sympy as sp
 
-from . import syntax as S
-from .errors import Loc, SymcostError, suggest
+from symcost.lang import syntax as S
+from symcost.errors import Loc, SymcostError, suggest
 
 Expr = sp.Expr
 

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SymcostError
+from symcost.errors import SymcostError
 
 SCHEMA = "symcost.validate/1"
 TORCH_HINT = "symcost validate needs the torch extra: pip install 'symcost[torch]'"
@@ -208,10 +208,10 @@ class _Plan:
     """Everything symcost itself knows: the resolved configs, the derived report, and evaluators."""
 
     def __init__(self, config: dict, source: str, spec: str | None, need_tiny: bool):
-        from .derive import derive
-        from .graph import build
-        from .hf import check_derived, resolve
-        from .parse import display_path, load
+        from symcost.cost.accounting import derive
+        from symcost.model.graph import build
+        from symcost.analysis.hf import check_derived, resolve
+        from symcost.lang.parse import display_path, load
 
         self.config = config
         self.full = resolve(config, source)
@@ -261,16 +261,16 @@ class _Plan:
             check_derived(self.tiny, self._evaluator(self.tiny.values, 1, 1))
 
     def _evaluator(self, values: dict, b: int, s: int):
-        from .evaluate import Evaluator
+        from symcost.analysis.evaluate import Evaluator
 
         extra = {"b": b, **{name: s for name in self.lengths}}
         return Evaluator(self.graph.env, {**values, **extra})
 
     def prefill_report(self):
         """The same spec derived for --phase prefill (for the KV cache it writes), once per process."""
-        from .derive import derive
-        from .graph import build
-        from .parse import load
+        from symcost.cost.accounting import derive
+        from symcost.model.graph import build
+        from symcost.lang.parse import load
 
         key = (self.spec, tuple(sorted(self.full.options.items())), "prefill")
         if key not in _DERIVED:
@@ -581,7 +581,7 @@ def render_json(r: Result) -> str:
 
 def run(args) -> tuple[str, int]:
     """The `symcost validate` subcommand: (output text, exit status)."""
-    from .hf import preset_config, read_config
+    from symcost.analysis.hf import preset_config, read_config
 
     if getattr(args, "hf_config", None):
         config, source = read_config(args.hf_config)

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import sympy as sp
 
-from .errors import SymcostError, suggest
-from .files import exists, shown
-from .hf import read_json, specs_dir
+from symcost.errors import SymcostError, suggest
+from symcost.files import exists, shown
+from symcost.analysis.hf import read_json, specs_dir
 
 PEAK_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp6", "fp4", "int8", "int4")
 _FIELDS = {
@@ -101,7 +101,7 @@ def shipped_dir() -> Path:
 
 def list_devices() -> dict[str, Path]:
     """Device names → their files, from every `hardware/` directory on the search path (a user's first)."""
-    from .paths import listing
+    from symcost.paths import listing
 
     return listing("hardware")
 

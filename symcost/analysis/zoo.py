@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 
-from .derive import derive
-from .evaluate import Evaluator
-from .graph import build
-from .hf import mappings, presets, read_json, resolve, specs_dir
-from .parse import load
-from .printers.forms import human
-from .printers.text import forms_for
+from symcost.cost.accounting import derive
+from symcost.analysis.evaluate import Evaluator
+from symcost.model.graph import build
+from symcost.analysis.hf import mappings, presets, read_json, resolve, specs_dir
+from symcost.lang.parse import load
+from symcost.present.forms import human
+from symcost.present.text import forms_for
 
 HEADLINE_B, HEADLINE_S = 1, 2048
 LAYER_METRICS = (

@@ -16,26 +16,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SymcostError, suggest
+from symcost.errors import SymcostError, suggest
 
 
 def specs_dir() -> Path:
     """The shipped specs directory (see symcost.paths)."""
-    from .paths import shipped_dir
+    from symcost.paths import shipped_dir
 
     return shipped_dir()
 
 
 def mappings() -> dict:
     """model_type -> mapping, from every `hf/` directory on the search path (a user's file first)."""
-    from .paths import listing
+    from symcost.paths import listing
 
     return {name: read_json(path, "mapping") for name, path in listing("hf").items()}
 
 
 def presets() -> dict[str, Path]:
     """Preset name -> file, from every `presets/` directory on the search path (a user's file first)."""
-    from .paths import listing
+    from symcost.paths import listing
 
     return listing("presets")
 
@@ -52,7 +52,7 @@ def preset_config(name: str) -> tuple[dict, str]:
 
 def read_json(path, what: str, max_bytes: int | None = None):
     """A JSON file the user names (a config, a device): every way it can be unreadable is a SymcostError."""
-    from .files import MAX_JSON_BYTES, read_text, shown
+    from symcost.files import MAX_JSON_BYTES, read_text, shown
 
     text = read_text(path, what, max_bytes or MAX_JSON_BYTES)
     try:
@@ -139,7 +139,7 @@ def resolve(config: dict, source: str) -> Resolved:
 
 def _mapped_spec(m: dict, model_type: str) -> Path:
     """The spec a mapping names, found on the search path."""
-    from .paths import find
+    from symcost.paths import find
 
     name = m.get("spec")
     if not isinstance(name, str) or not name:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .dims import Env
-from .errors import SymcostError, suggest
+from symcost.model.dims import Env
+from symcost.errors import SymcostError, suggest
 
 
 def parse_assignments(items: list[str], env: Env) -> tuple[dict[str, int], dict[str, bool]]:

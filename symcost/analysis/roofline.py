@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import sympy as sp
 
-from .errors import SymcostError, suggest
+from symcost.errors import SymcostError, suggest
 
 Expr = sp.Expr
 ZERO = sp.Integer(0)

@@ -1,11 +1,11 @@
 """Markdown tables with LaTeX math, for READMEs and docs."""
 from __future__ import annotations
 
-from ..cost import METRIC_TITLES, METRIC_UNITS, shown
-from ..derive import Report
-from ..evaluate import Evaluator
-from .forms import human
-from .text import conventions_line, forms_for
+from symcost.cost.record import METRIC_TITLES, METRIC_UNITS, shown
+from symcost.cost.accounting import Report
+from symcost.analysis.evaluate import Evaluator
+from symcost.present.forms import human
+from symcost.present.text import conventions_line, forms_for
 
 
 def render(report: Report, ev: Evaluator) -> str:

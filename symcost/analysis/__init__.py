@@ -1,0 +1,1 @@
+"""Analyses on derived closed forms: evaluation, training state, roofline, comparison, configs, validation."""

@@ -1,0 +1,1 @@
+"""The .arch language: syntax tree, parser (the grammar is grammar/arch.lark) and unparser."""

@@ -1,0 +1,1 @@
+"""The model: dimensions (the only place Symbols are made) and the shape-checked graph."""

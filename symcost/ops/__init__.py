@@ -1,0 +1,1 @@
+"""Op rules: one small pure function per op, registered with its traits."""

@@ -1,1 +1,0 @@
-"""Printers: closed forms as text, JSON, LaTeX and Markdown."""
