@@ -1,2 +1,27 @@
-"""symcost: closed-form costs of neural networks, derived from tensor-shape specs."""
+"""symcost: closed-form costs of neural networks, derived from tensor-shape specs.
+
+The public API (docs/api.md): `derive` returns an `Analysis` of closed forms; `Analysis.at(...)` exact values;
+`compare`, `presets`, `devices` and `ops` answer the other questions the command line does.
+"""
 __version__ = "0.1.0"
+
+_LAZY = {
+    "derive": ("symcost.api", "derive"),
+    "Analysis": ("symcost.api", "Analysis"),
+    "Values": ("symcost.api", "Values"),
+    "SymcostError": ("symcost.errors", "SymcostError"),
+    "render": ("symcost.present", "render"),
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    """Import the API on first use, so `import symcost` (and the command line's start) stays cheap."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'symcost' has no attribute '{name}'")

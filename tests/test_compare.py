@@ -1,4 +1,4 @@
-"""Comparisons (symcost.compare): llama multi-head vs multi-query vs grouped-query attention, options, errors."""
+"""Comparisons (symcost.analysis.compare): llama multi-head vs multi-query vs grouped-query attention, options, errors."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,20 @@ import json
 import pytest
 import sympy as sp
 
-from symcost.analysis.compare import compare, compare_exprs, compare_ops, derive_variants, render
+from symcost.analysis.compare import compare, compare_exprs, compare_ops, variants
 from symcost.errors import SymcostError
+from symcost.present.compare import render
+from symcost.settings import request
 
 from helpers import SPECS, same, sym
 
 a, h, L, V, kv, b, s = (sym(n) for n in ("a", "h", "L", "V", "kv", "b", "s"))
 LLAMA = SPECS / "llama.arch"
 LLAMA_2_7B = ["a=32", "h=4096", "f=11008", "L=32", "V=32000"]
+
+
+def derive_variants(spec, set_a, set_b, common=()):
+    return variants(request(str(spec), values=list(common)), None, set_a, set_b)
 
 
 def _row(rows, metric, path=None):
@@ -48,7 +54,7 @@ def test_multi_head_vs_multi_query(mha_vs_mqa):
     op_rows = compare_ops(va.report, vb.report, metrics=["params"])
     assert all(r.ratio == 1 / a for r in op_rows)
     assert "kv_cache_bytes" not in {r.metric for r in rows}  # 0 on both sides in training: skipped
-    text = render(op_rows, va.evaluator, vb.evaluator, labels=(va.label, vb.label))
+    text = render(op_rows, va, vb)
     assert "A: kv=a" in text and "B / A  1/a" in text
 
 
@@ -57,18 +63,19 @@ def test_numeric_variants_with_common_dims():
     va, vb = derive_variants(LLAMA, ["kv=32"], ["kv=8"], common=LLAMA_2_7B)
     (row,) = compare(va.report, vb.report, metrics=["params"])
     assert same(row.diff, -48 * L * h**2 / a)  # 2·L·h²·(8 − 32)/a
-    out = json.loads(render([row], va.evaluator, vb.evaluator, "json", labels=(va.label, vb.label)))
+    out = json.loads(render([row], va, vb, "json"))
     values = out["rows"][0]
     assert values["a"]["value"] == 6_738_415_616 and values["diff"]["value"] == -805_306_368
     assert values["b"]["value"] == 6_738_415_616 - 805_306_368
     assert out["schema"] == "symcost.compare/1" and out["labels"] == ["kv=32", "kv=8"]
-    assert "6.7B (6,738,415,616)" in render([row], va.evaluator, vb.evaluator)
+    assert "6.738B (6,738,415,616)" in render([row], va, vb)
 
 
 def test_option_variants():
     va, vb = derive_variants(LLAMA, ["tied=false"], ["tied=true"])
     row = _row(compare(va.report, vb.report, metrics=["params"]), "params")
-    assert same(row.diff, -V * h) and va.options == {"tied": False} and vb.options == {"tied": True}
+    assert same(row.diff, -V * h)
+    assert va.analysis.env.options["tied"] is False and vb.analysis.env.options["tied"] is True
 
 
 def test_compare_exprs():

@@ -7,7 +7,8 @@ import pytest
 import sympy as sp
 
 from symcost.errors import SymcostError
-from symcost.analysis.hardware import PEAK_DTYPES, device_from_dict, list_devices, load_device, render_devices
+from symcost.analysis.hardware import PEAK_DTYPES, device_from_dict, list_devices, load_device
+from symcost.present.devices import render as render_devices
 from symcost.analysis.hf import specs_dir
 
 SHIPPED = ["a100-40gb", "a100-80gb", "h100-pcie", "h100-sxm", "h200", "l40s", "mi300x", "rtx-4090", "tpu-v5e", "tpu-v5p"]

@@ -103,11 +103,17 @@ def test_training_state_for_a_report(llama):
     st = training_state_for(llama, precision="mixed-bf16", optimizer="adamw", zero=1, dp=8)
     p = llama.totals["params"]
     assert same(st.total, 4 * p + 12 * p / 8)
-    text = st.describe()
-    assert "16 bytes" in text and "ZeRO-1" in text
-    ev = Evaluator(llama.env, {"a": 32, "h": 4096, "kv": 32, "f": 11008, "L": 32, "V": 32000})  # Llama 2 7B
-    assert "GB" in st.describe(ev)
-    out = st.to_json(ev)
+    import json
+
+    from symcost import derive
+    from symcost.present import render
+
+    a = derive("llama", zero=1, dp=8)
+    assert "16 bytes" in render(a) and "ZeRO-1" in render(a)
+    llama_2_7b = {"a": 32, "h": 4096, "kv": 32, "f": 11008, "L": 32, "V": 32000}
+    ev = Evaluator(llama.env, llama_2_7b)
+    assert "GB" in render(a, values=llama_2_7b)
+    out = json.loads(render(a, "json", values=llama_2_7b))["training"]
     assert out["total"]["value"] == ev(st.total) and out["bytes_per_param"] == {"weights": 2, "gradients": 2, "optimizer": 12}
 
 

@@ -3,7 +3,7 @@
 For each metric: A, B, the difference B − A (expanded, and factored for display) and the ratio B / A
 (cancelled and factored). Simplification uses `sympy.cancel`/`factor`: this is off the hot path.
 
-Variants of one spec (`derive_variants`) take `--set`-style items. A dimension set to a number in only one
+Variants of one spec (`variants`) take `--set`-style items. A dimension set to a number in only one
 variant (or to different numbers) is substituted into that variant's closed forms, so the difference shows its
 effect (`kv=8` vs `kv=32`); a dimension set to the same number in both is only evaluated. A value naming another
 dimension (`kv=a`: multi-head attention; `kv=1`: multi-query) substitutes that dimension's symbol — never text
@@ -12,19 +12,12 @@ Options (`tied=true`) are build options of their variant.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
-from symcost.cost.record import METRIC_UNITS
-from symcost.cost.accounting import BlockReport, Report, derive
-from symcost.model.dims import make_symbol
+from symcost.cost.accounting import BlockReport, Report
 from symcost.errors import SymcostError, suggest
-from symcost.analysis.evaluate import Evaluator, parse_assignments
-from symcost.model.graph import build
-from symcost.lang.parse import load
-from symcost.present.forms import Forms, human
 
 Expr = sp.Expr
 
@@ -114,89 +107,93 @@ def _metrics(a: Report, b: Report, metrics) -> list[str]:
 @dataclass(frozen=True)
 class Variant:
     label: str
-    report: Report  # closed forms with this variant's differing dims substituted
-    evaluator: Evaluator  # this variant's numeric dims (common and its own)
-    values: dict  # dim name -> int
-    options: dict  # option name -> bool
+    analysis: object  # symcost.api.Analysis of this side, with its own settings
+    report: Report  # its closed forms with the dims this side sets differently substituted
+    values: object  # symcost.api.Values at this side's dims (the common ones and its own)
     substitutions: dict  # dim name -> what replaced it in the closed forms (an Integer or a dim's expression)
 
 
-def derive_variants(
-    spec_path,
-    set_a: list[str],
-    set_b: list[str],
-    *,
-    common: list[str] = (),
-    spec_b=None,
-    convention: str = "fma",
-    dtype: str | None = None,
-    keep: tuple = (),
-    phase: str = "train",
-    settings_a: dict | None = None,
-    settings_b: dict | None = None,
-    **settings,
-) -> tuple[Variant, Variant]:
-    """Derive one spec (or `spec_path` vs `spec_b`) under two sets of `--set` items, plus items common to both.
+def variants(req, spec_b, items_a, items_b) -> tuple[Variant, Variant]:
+    """Derive one spec (or req's spec against `spec_b`) under two sets of items, each `NAME=VALUE`: a dim, an
+    option, a dim set to another dim (kv=a), or a setting of symcost.settings.TABLE for that side (tp=8).
 
-    `phase` goes to graph.build; `settings` (recompute, flash, tp, sp, causal) to derive.derive.
-    """
-    path_b = spec_b if spec_b is not None else spec_path
-    mod_a = load(spec_path)
-    mod_b = load(path_b) if spec_b is not None else mod_a
-    env_a, env_b = build(mod_a, dtype=dtype, phase=phase).env, build(mod_b, dtype=dtype, phase=phase).env
-    pa = _parse([*common, *set_a], env_a, keep)
-    pb = _parse([*common, *set_b], env_b, keep)
-    # a dim's setting differs when the two sides set it differently (or only one side sets it)
-    names = set(pa["settings"]) | set(pb["settings"])
-    differ = {n for n in names if pa["settings"].get(n) != pb["settings"].get(n)}
+    A dim set to a number on one side only, or to different numbers, is substituted into that side's closed
+    forms, so the difference shows its effect (kv=8 vs kv=32); a dim set alike on both is only evaluated."""
+    from symcost.api import run
+    from symcost.settings import setting_from_text, with_values
 
-    def make(mod, env, parsed, items, own) -> Variant:
-        graph = build(mod, options=parsed["options"], dtype=dtype, phase=phase)
-        report = derive(graph, convention, tuple(keep), **{**settings, **(own or {})})
-        subs = {}
-        for name, setting in parsed["settings"].items():
-            if setting[0] == "dim":
-                subs[name] = parsed["targets"][name]
-            elif name in differ:
-                subs[name] = sp.Integer(setting[1])
-        mapping = {make_symbol(n): v for n, v in subs.items()}
-        ev = Evaluator(graph.env, parsed["values"])
-        label = " ".join(items) if items else "as written"
-        return Variant(label, substitute(report, mapping), ev, parsed["values"], parsed["options"], subs)
-
-    label_a = [*set_a, *(f"{k}={v}" for k, v in (settings_a or {}).items())]
-    label_b = [*set_b, *(f"{k}={v}" for k, v in (settings_b or {}).items())]
-    return make(mod_a, env_a, pa, label_a, settings_a), make(mod_b, env_b, pb, label_b, settings_b)
+    sides = []
+    for spec, items in ((req.spec, items_a), (spec_b or req.spec, items_b)):
+        own, rest = {}, []
+        for item in items:
+            name, eq, raw = item.partition("=")
+            key = name.strip().replace("-", "_")
+            if eq and key in _SIDE_SETTINGS:
+                own[key] = setting_from_text(key, raw.strip())
+            else:
+                rest.append(item)
+        sides.append((spec, own, rest, [*items]))
+    parsed = []
+    for spec, own, rest, items in sides:
+        side_req = with_values(req, spec=spec, **own)
+        numeric, symbolic = _split_items(rest)
+        analysis = run(with_values(side_req, values=(*req.values, *numeric)))
+        parsed.append((analysis, dict(numeric), symbolic, items))
+    set_a = {n: v for n, v in parsed[0][1].items()} | {n: ("dim", v) for n, v in parsed[0][2].items()}
+    set_b = {n: v for n, v in parsed[1][1].items()} | {n: ("dim", v) for n, v in parsed[1][2].items()}
+    differ = {n for n in set(set_a) | set(set_b) if set_a.get(n) != set_b.get(n)}
+    return tuple(_variant(a, numeric, symbolic, items, differ) for a, numeric, symbolic, items in parsed)
 
 
-def _parse(items: list[str], env, keep) -> dict:
-    """Split --set items into numeric ones (parse_assignments) and dim-to-dim ones (kv=a); later items win."""
+def _variant(analysis, numeric: dict, symbolic: dict, items, differ) -> Variant:
+    env = analysis.env
+    subs = {}
+    for name, other in symbolic.items():
+        subs[name] = _target(env, name, other, analysis.request.keep)
+    for name, raw in numeric.items():
+        if name in differ and name in env.dims:
+            subs[name] = sp.Integer(int(raw))
+    mapping = {env.dims[n].symbol: v for n, v in subs.items()}
+    return Variant(" ".join(items) if items else "as written", analysis, substitute(analysis.report, mapping),
+                   analysis.at(), subs)
+
+
+_SIDE_SETTINGS = ("phase", "dtype", "flops", "causal", "other_flops", "embedding_flops", "recompute",
+                  "flash_attention", "tp", "sp", "vocab_parallel", "pp", "stage", "ep", "keep")
+
+
+def _split_items(items) -> tuple[list, dict]:
+    """NAME=VALUE items into (name, value) pairs for numbers and options, and dim-to-dim ones (kv=a)."""
     numeric, symbolic = [], {}
     for item in items:
         name, eq, raw = item.partition("=")
         name, raw = name.strip(), raw.strip()
-        if eq and name in env.dims and raw.isidentifier():
+        if not eq or not name or not raw:
+            raise SymcostError(f"compare expects NAME=VALUE, got '{item[:80]}'")
+        if raw.isascii() and raw.isidentifier() and raw.lower() not in ("true", "false"):
             symbolic[name] = raw
-            numeric = [i for i in numeric if i.partition("=")[0].strip() != name]
+            numeric = [(n, v) for n, v in numeric if n != name]
         else:
-            numeric.append(item)
+            numeric.append((name, raw))
             symbolic.pop(name, None)
-    values, options = parse_assignments(numeric, env)
-    targets = {}
-    for name, other in symbolic.items():
-        dim = env.dims[name]
-        if dim.definition is not None:
-            raise SymcostError(f"'{name}' is derived ({name} = {dim.definition}); set the dimensions it is made of")
-        if other not in env.dims:
-            raise SymcostError(
-                f"dimension '{name}' takes a positive integer or the name of another dimension, not '{other}'",
-                None, suggest(other, env.dims),
-            )
-        target = env.dims[other]
-        targets[name] = target.symbol if target.definition is None or other in keep else target.definition
-    settings = {n: ("int", v) for n, v in values.items()}
-    settings.update({n: ("dim", symbolic[n]) for n in symbolic})
-    return {"values": values, "options": options, "targets": targets, "settings": settings}
+    return numeric, symbolic
+
+
+def _target(env, name: str, other: str, keep) -> Expr:
+    """The expression a dim set to another dim (kv=a) stands for; never circular."""
+    if name not in env.dims:
+        raise SymcostError(f"'{name}' is neither a dimension nor an option of this spec", None, suggest(name, env.dims))
+    dim = env.dims[name]
+    if dim.definition is not None:
+        raise SymcostError(f"'{name}' is derived ({name} = {dim.definition}); set the dimensions it is made of")
+    if other not in env.dims:
+        raise SymcostError(f"dimension '{name}' takes a positive integer or the name of another dimension, not "
+                           f"'{other}'", None, suggest(other, env.dims))
+    target = env.dims[other]
+    value = target.symbol if target.definition is None or other in keep else target.definition
+    if dim.symbol in value.free_symbols:
+        raise SymcostError(f"{name}={other} is circular: {other} = {target.definition} is made of {name}")
+    return value
 
 
 class _SubstitutedOp:
@@ -223,114 +220,3 @@ def substitute(report: Report, mapping: dict) -> Report:
     blocks = [BlockReport(b.path, b.block, b.repeat.xreplace(mapping), sub(b.metrics)) for b in report.blocks]
     ops = [_SubstitutedOp(o, sub(o.metrics)) for o in report.ops]
     return replace(report, totals=sub(report.totals), blocks=blocks, ops=ops)
-
-
-# ---- rendering -------------------------------------------------------------------------------------------
-_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-
-
-def pretty(expr: Expr, forms: Forms) -> str:
-    """A factored expression in the Unicode style of the printers: `−2·L·h²·(a − 1)/a`."""
-    num, den = sp.fraction(sp.together(expr))
-    top = _product(num, forms)
-    if den == 1:
-        return top
-    bottom = _product(den, forms)
-    if not (den.is_Symbol or den.is_Integer or (den.is_Pow and den.base.is_Symbol)):
-        bottom = f"({bottom})"
-    if num.is_Add:
-        top = f"({top})"
-    return f"{top}/{bottom}"
-
-
-def _product(e: Expr, forms: Forms) -> str:
-    if e.is_Add:
-        return forms.text(sp.expand(e))
-    mono, groups = sp.Integer(1), []
-    for f in sp.Mul.make_args(e):
-        base, exp = f.as_base_exp()
-        if base.is_Add:
-            sup = "" if exp == 1 else str(exp).translate(_SUP)
-            groups.append(f"({forms.text(sp.expand(base))}){sup}")
-        else:
-            mono *= f
-    head = forms.text(mono)
-    if groups and head in ("1", "-1"):
-        return ("-" if head == "-1" else "") + "·".join(groups)
-    return "·".join([head, *groups])
-
-
-def _forms(rows) -> Forms:
-    order = rows[0].order if rows else ()
-    return Forms(list(order))
-
-
-def _val(ev, expr):
-    if expr is None:
-        return None
-    v = ev(expr) if ev is not None else expr
-    if isinstance(v, int):
-        return v
-    if isinstance(v, sp.Expr) and v.is_number:
-        return int(v) if v.is_Integer else float(v)
-    return None
-
-
-def row_values(row: Row, evaluator_a=None, evaluator_b=None) -> dict:
-    """Numbers for A and B (each under its own evaluator), B − A and B / A; None where a dim is unset."""
-    va, vb = _val(evaluator_a, row.a), _val(evaluator_b, row.b)
-    both = va is not None and vb is not None
-    return {
-        "a": va, "b": vb,
-        "diff": (vb - va) if both else None,
-        "ratio": (vb / va) if both and va != 0 else None,
-    }
-
-
-def render(rows: list[Row], evaluator_a=None, evaluator_b=None, fmt: str = "text", labels=("A", "B")) -> str:
-    """The comparison as text (Unicode closed forms, values where the dims are set) or JSON."""
-    if fmt == "json":
-        out = {"schema": "symcost.compare/1", "labels": list(labels), "rows": []}
-        for r in rows:
-            v = row_values(r, evaluator_a, evaluator_b)
-            out["rows"].append({
-                "metric": r.metric, "path": r.path,
-                "a": {"expr": str(r.a), "value": v["a"]},
-                "b": {"expr": str(r.b), "value": v["b"]},
-                "diff": {"expr": str(r.diff), "factored": str(r.diff_factored), "value": v["diff"]},
-                "ratio": {"expr": None if r.ratio is None else str(r.ratio), "value": v["ratio"]},
-            })
-        return json.dumps(out, indent=2) + "\n"
-    if fmt != "text":
-        raise SymcostError(f"unknown format '{fmt}'; use text or json", None, suggest(fmt, ("text", "json")))
-    forms = _forms(rows)
-    la, lb = labels
-    width = max(len(la), len(lb), 5) + 2
-    lines = [f"A: {la}", f"B: {lb}", ""]
-    for r in rows:
-        unit = METRIC_UNITS.get(r.metric, "")
-        v = row_values(r, evaluator_a, evaluator_b)
-        lines.append(r.metric if r.path is None else f"{r.path}  {r.metric}")
-
-        def line(tag: str, text: str, value) -> str:
-            shown = f"   = {value}" if value is not None else ""
-            return f"  {tag.ljust(width)}{text}{shown}"
-
-        lines.append(line("A", forms.text(r.a), _human(v["a"], unit)))
-        lines.append(line("B", forms.text(r.b), _human(v["b"], unit)))
-        lines.append(line("B − A", pretty(r.diff_factored, forms) if r.diff != 0 else "0", _human(v["diff"], unit, signed=True)))
-        ratio = "—" if r.ratio is None else pretty(r.ratio, forms)
-        lines.append(line("B / A", ratio, None if v["ratio"] is None else f"{v['ratio']:.4g}"))
-    return "\n".join(lines) + "\n"
-
-
-def _human(v, unit: str, signed: bool = False):
-    if v is None:
-        return None
-    text = human(v, unit) if unit else f"{v:,}" if isinstance(v, int) else f"{v:g}"
-    if unit == "" and isinstance(v, int):
-        text = f"{human(v, '')} ({v:,})" if abs(v) >= 1000 else f"{v}"
-    if signed and v > 0:
-        text = "+" + text
-    return text
-

@@ -7,19 +7,20 @@ from symcost.model.dims import Env
 from symcost.errors import SymcostError, suggest
 
 
-def parse_assignments(items: list[str], env: Env) -> tuple[dict[str, int], dict[str, bool]]:
-    """`--set h=768 tied=false` → dim values and option overrides; every bad item is a clear error."""
+MAX_VALUE_DIGITS = 100  # a dimension given a value: at most this many decimal digits
+
+
+def parse_assignments(items, env: Env) -> tuple[dict[str, int], dict[str, bool]]:
+    """`--set h=768 tied=false` (texts) or (name, value) pairs → dim values and option overrides.
+
+    Dims take positive integers written in ASCII digits (no signs, separators or other scripts); options take
+    true or false. Every bad item is a clear error naming it."""
     dims: dict[str, int] = {}
     options: dict[str, bool] = {}
     for item in items:
-        name, eq, raw = item.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not eq or not name or not raw:
-            raise SymcostError(f"--set expects NAME=VALUE, got '{item}'")
+        name, raw = item if isinstance(item, tuple) else _split(item)
         if name in env.options:
-            if raw.lower() not in ("true", "false"):
-                raise SymcostError(f"option '{name}' takes true or false, not '{raw}'")
-            options[name] = raw.lower() == "true"
+            options[name] = _boolean(name, raw)
             continue
         dim = env.dims.get(name)
         if dim is None:
@@ -29,14 +30,44 @@ def parse_assignments(items: list[str], env: Env) -> tuple[dict[str, int], dict[
             )
         if dim.definition is not None:
             raise SymcostError(f"'{name}' is derived ({name} = {dim.definition}); set the dimensions it is made of")
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            raise SymcostError(f"dimension '{name}' takes a positive integer, not '{raw}'") from None
-        if value <= 0:
-            raise SymcostError(f"dimension '{name}' must be positive, got {value}")
-        dims[name] = value
+        dims[name] = _positive(name, raw)
     return dims, options
+
+
+def _split(item: str) -> tuple[str, str]:
+    name, eq, raw = item.partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not eq or not name or not raw:
+        raise SymcostError(f"--set expects NAME=VALUE, got '{item[:80]}'")
+    return name, raw
+
+
+def _boolean(name: str, raw) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise SymcostError(f"option '{name}' takes true or false, not '{str(raw)[:40]}'")
+
+
+def _positive(name: str, raw) -> int:
+    if isinstance(raw, bool):
+        raise SymcostError(f"dimension '{name}' takes a positive integer, not {raw}")
+    if isinstance(raw, int):
+        value = raw
+        if value > 0 and len(str(value)) > MAX_VALUE_DIGITS:
+            raise SymcostError(f"dimension '{name}': a value of more than {MAX_VALUE_DIGITS} digits is not a size")
+    elif isinstance(raw, str):
+        if not (raw.isascii() and raw.isdigit()):
+            raise SymcostError(f"dimension '{name}' takes a positive integer in digits 0-9, not '{raw[:40]}'")
+        if len(raw.lstrip("0")) > MAX_VALUE_DIGITS:
+            raise SymcostError(f"dimension '{name}': a value of more than {MAX_VALUE_DIGITS} digits is not a size")
+        value = int(raw)
+    else:
+        raise SymcostError(f"dimension '{name}' takes a positive integer, not {type(raw).__name__}")
+    if value <= 0:
+        raise SymcostError(f"dimension '{name}' must be positive, got {value}")
+    return value
 
 
 class Evaluator:

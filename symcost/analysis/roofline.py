@@ -21,7 +21,6 @@ Every function here takes and returns SymPy expressions (or plain numbers) and w
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -187,9 +186,6 @@ class Roofline:
         """Σ B / bandwidth: the bound if every op were memory-bound (≤ total_time)."""
         return sp.expand(sp.Add(*(o.mult * o.bytes for o in self.ops)) / self.bandwidth)
 
-    def render(self, evaluator=None, fmt: str = "text") -> str:
-        return render_roofline(self, evaluator, fmt)
-
 
 def roofline(report, device, dtype: str | None = None, flops_metric: str = "flops_fwd", bytes_metric: str = "io_bytes") -> Roofline:
     """Per-op roofline bounds of a Report on a Device (ops that neither compute nor move bytes are left out)."""
@@ -265,61 +261,6 @@ class PhaseSummary:
         e = mfu(self.flops, step_time, self.peak, devices)
         return _value(evaluator, e) if evaluator is not None else e
 
-    def describe(self, evaluator=None, forms=None) -> str:
-        show = (lambda e: forms.text(sp.expand(e))) if forms is not None else sp.sstr
-        lines = [f"{self.phase} on {self.device} ({self.dtype} peak {_si(self.peak, 'FLOP/s')}, "
-                 f"memory {_si(self.bandwidth, 'B/s')}; ridge {float(self.peak / self.bandwidth):.1f} FLOP/B)"]
-        v = self.values(evaluator) if evaluator is not None else None
-        def number(expr):
-            value = evaluator(expr) if evaluator is not None else None
-            return float(value) if isinstance(value, (int, float)) or getattr(value, "is_number", False) else None
-
-        per_token = number(self.tokens)
-
-        def amount(expr, unit):
-            value = number(expr)
-            if value is None:
-                return ""
-            text = f"   = {_si(value, unit)}"
-            if per_token and per_token != 1:
-                text += f"  ({_si(value / per_token, unit)} per token)"
-            elif per_token == 1:
-                text += "  per token"
-            return text
-
-        lines.append(f"  FLOPs            {show(self.flops)}{amount(self.flops, 'FLOP')}")
-        if self.bytes != 0:
-            lines.append(f"  bytes            {show(self.bytes)}{amount(self.bytes, 'B')}")
-        if self.comm_time != 0:
-            lines.append(f"  comm bytes       {show(self.comm_bytes)}{amount(self.comm_bytes, 'B')}")
-        if v and v["time"] is not None:
-            lines.append(f"  compute time  ≥  {_seconds(v['compute_time'])}")
-            if self.bytes != 0:
-                lines.append(f"  memory time   ≥  {_seconds(v['memory_time'])}")
-            if self.comm_time != 0:
-                lines.append(f"  comm time     ≥  {_seconds(v['comm_time'])}")
-            lines.append(f"  time          ≥  {_seconds(v['time'])}  ({v['bound']}-bound)")
-            if v["tokens_per_s"] is not None:
-                lines.append(f"  tokens/s      ≤  {v['tokens_per_s']:,.1f}")
-        else:
-            terms = [f"FLOPs / {_si(self.peak, 'FLOP/s')}"] + (
-                [f"bytes / {_si(self.bandwidth, 'B/s')}"] if self.bytes != 0 else []) + (
-                [f"comm bytes / {_si(self.link_bandwidth, 'B/s')}"] if self.comm_time != 0 else [])
-            lines.append(f"  time          ≥  {'max(' + ', '.join(terms) + ')' if len(terms) > 1 else terms[0]}"
-                         "  (set every dim for numbers; .time is the closed form)")
-        lines.extend(f"  note: {n}" for n in self.notes)
-        return "\n".join(lines) + "\n"
-
-    def to_json(self, evaluator=None) -> dict:
-        out = {"phase": self.phase, "device": self.device, "dtype": self.dtype,
-               "flops": str(self.flops), "bytes": str(self.bytes), "comm_bytes": str(self.comm_bytes),
-               "tokens": str(self.tokens), "time": str(self.time),
-               "peak": float(self.peak), "bandwidth": float(self.bandwidth),
-               "link_bandwidth": None if self.link_bandwidth is None else float(self.link_bandwidth),
-               "notes": list(self.notes)}
-        out["values"] = self.values(evaluator) if evaluator is not None else None
-        return out
-
 
 PHASES = ("prefill", "decode", "train")
 
@@ -390,79 +331,20 @@ def _dim(report, name: str) -> Expr:
     return d.definition if d.definition is not None else d.symbol
 
 
-# ---- rendering -------------------------------------------------------------------------------------------
+# ---- values ----------------------------------------------------------------------------------------------
 def _value(evaluator, expr):
-    """A float from an evaluator, or None when dims are missing."""
+    """An exact Fraction from an evaluator (never a float that could overflow), or None when dims are missing."""
     if expr is None:
         return None
     v = evaluator(expr) if evaluator is not None else expr
-    if isinstance(v, (int, float)):
-        return float(v)
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return Fraction(v)
+    if isinstance(v, float):
+        return Fraction(repr(v)) if math.isfinite(v) else None
     if isinstance(v, sp.Expr) and v.is_number:
-        return float(v)
+        if v.is_Rational:
+            return Fraction(int(v.p), int(v.q))
+        return Fraction(repr(float(v))) if v.is_finite else None
     return None
-
-
-def _si(x, unit: str) -> str:
-    try:
-        v = float(x)
-    except OverflowError:  # beyond a double
-        return f"{sp.Float(x, 4)} {unit}"
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= scale:
-            return f"{v / scale:.4g} {prefix}{unit}"
-    return f"{v:.4g} {unit}"
-
-
-def _seconds(t: float) -> str:
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
-
-
-def roofline_json(rf: Roofline, evaluator=None, vals=None, total=None) -> dict:
-    """The per-op table as a JSON-ready dict."""
-    if vals is None:
-        vals = [o.values(evaluator) if evaluator is not None else None for o in rf.ops]
-        total = _value(evaluator, rf.total_time) if evaluator is not None else None
-    return {
-        "device": rf.device, "dtype": rf.dtype, "peak": float(rf.peak), "bandwidth": float(rf.bandwidth),
-        "ridge": float(rf.ridge), "flops": rf.flops_metric, "bytes": rf.bytes_metric,
-        "total_time": {"expr": str(rf.total_time), "value": total},
-        "ops": [
-            {"path": o.path, "op": o.op, "repeat": str(o.mult), "flops": str(o.flops), "bytes": str(o.bytes),
-             "intensity": None if o.intensity is None else str(o.intensity), "bound": (v or {}).get("bound", o.bound),
-             "values": v}
-            for o, v in zip(rf.ops, vals)
-        ],
-    }
-
-
-def render_roofline(rf: Roofline, evaluator=None, fmt: str = "text") -> str:
-    """Per-op table (text or JSON): FLOPs, bytes, intensity, bound and time, with the model's sums."""
-    vals = [o.values(evaluator) if evaluator is not None else None for o in rf.ops]
-    total = _value(evaluator, rf.total_time) if evaluator is not None else None
-    if fmt == "json":
-        return json.dumps(roofline_json(rf, evaluator, vals, total), indent=2) + "\n"
-    if fmt != "text":
-        raise SymcostError(f"unknown format '{fmt}'; use text or json", None, suggest(fmt, ("text", "json")))
-    head = f"roofline on {rf.device}: {rf.dtype} peak {_si(rf.peak, 'FLOP/s')}, memory {_si(rf.bandwidth, 'B/s')}, ridge {float(rf.ridge):.1f} FLOP/B"
-    lines = [head, f"(per op: {rf.flops_metric} and {rf.bytes_metric}; time ≥ max(FLOPs/peak, bytes/bandwidth); no fusion)"]
-    if evaluator is None or any(v is None or v["time"] is None for v in vals):
-        w = max([len(o.path) for o in rf.ops] + [4])
-        for o in rf.ops:
-            inten = "—" if o.intensity is None else sp.sstr(o.intensity)
-            lines.append(f"  {o.path.ljust(w)}  ×{sp.sstr(o.mult):<4} intensity {inten}   {o.bound}")
-        lines.append("model ≥ Σ runs × max(FLOPs / peak, bytes / bandwidth)  (set every dim for numbers; .total_time is the closed form)")
-        return "\n".join(lines) + "\n"
-    rows = [("op", "×", "FLOPs", "bytes", "FLOP/B", "bound", "time", "× runs")]
-    for o, v in zip(rf.ops, vals):
-        rows.append((o.path, f"{v['mult']:g}", _si(v["flops"], ""), _si(v["bytes"], "B"),
-                     "—" if v["intensity"] is None else f"{v['intensity']:.1f}", v["bound"], _seconds(v["time"]), _seconds(v["total_time"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        lines.append("  " + "  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-    lines.append(f"model ≥ {_seconds(total)} (sum of per-op bounds); compute floor {_seconds(_value(evaluator, rf.compute_floor))}, "
-                 f"memory floor {_seconds(_value(evaluator, rf.memory_floor))}")
-    return "\n".join(lines) + "\n"

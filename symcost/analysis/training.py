@@ -75,7 +75,7 @@ OPTIMIZERS: dict[str, tuple[int, str]] = {
 }
 
 ZERO_STAGES = (0, 1, 2, 3)
-_STAGE_DOC = {
+STAGE_DOC = {
     0: "plain data parallelism: every device holds everything",
     1: "ZeRO-1 (P_os): optimizer state (master weights included) sharded over N_d",
     2: "ZeRO-2 (P_os+g): optimizer state and gradients sharded over N_d",
@@ -181,63 +181,6 @@ class TrainingState:
             "optimizer": sp.Integer(o) / (n if self.zero >= 1 else 1),
         }
 
-    def describe(self, evaluator=None, forms=None) -> str:
-        """The accounting in words and formulas, one line per term; numbers too when an evaluator is given.
-
-        `evaluator` is any callable expr → number-or-expr (a symcost.evaluate.Evaluator, or a dict-based
-        substitution); a symbolic N_d stays in the numbers unless it substitutes N_d too (pass dp=64 instead).
-        `forms` (a symcost.printers.forms.Forms) renders Ψ's closed form in Unicode; default SymPy's str().
-        """
-        show = (lambda e: forms.text(sp.expand(e))) if forms is not None else sp.sstr
-        p = self.precision
-        w, g, o = self.bytes_per_param
-        lines = [
-            f"training state: {p.name} ({p.doc}); {self.optimizer} ({OPTIMIZERS[self.optimizer][1]})",
-            f"  per parameter, unsharded: {w} (weights) + {g} (gradients) + {o} (optimizer: "
-            f"{p.master} master + {self.states}×{p.state} states) = {w + g + o} bytes",
-            f"  {_STAGE_DOC[self.zero]}",
-        ]
-
-        n = sp.sstr(self.dp)
-        shards = {"weights": self.zero >= 3, "gradients": self.zero >= 2, "optimizer": self.zero >= 1}
-        per = dict(zip(shards, (w, g, o)))
-
-        def formula(names) -> str:
-            whole = sum(per[x] for x in names if not shards[x])
-            split = sum(per[x] for x in names if shards[x])
-            parts = ([f"{whole}Ψ"] if whole else []) + ([f"{split}Ψ/{n}"] if split else [])
-            return " + ".join(parts) or "0"
-
-        def term(name: str, text: str, expr: Expr) -> str:
-            line = f"  {name:<10} {text}"
-            if evaluator is not None:
-                value = evaluator(expr)
-                shown = show(value) if isinstance(value, sp.Expr) and not value.is_number else _human_bytes(value)
-                line = f"{line:<32} = {shown}"
-            return line
-
-        lines.append(term("weights", formula(["weights"]), self.weight_bytes))
-        lines.append(term("gradients", formula(["gradients"]), self.gradient_bytes))
-        lines.append(term("optimizer", formula(["optimizer"]), self.optimizer_bytes))
-        lines.append(term("total", formula(list(per)), self.total))
-        lines.append(f"  Ψ = {show(self.params)} parameters")
-        lines.append("  (bytes per device; 1 GB = 10^9 bytes; activations, step counters and buffers not included)")
-        return "\n".join(lines) + "\n"
-
-    def to_json(self, evaluator=None) -> dict:
-        """{"precision", "optimizer", "zero", "dp", "bytes_per_param", "<field>": {"expr", "value"}}."""
-        out = {
-            "precision": self.precision.name,
-            "optimizer": self.optimizer,
-            "optimizer_states": self.states,
-            "zero": self.zero,
-            "dp": str(self.dp),
-            "bytes_per_param": dict(zip(("weights", "gradients", "optimizer"), self.bytes_per_param)),
-        }
-        for name, expr in self.fields().items():
-            out[name] = {"expr": str(expr), "value": _json_number(evaluator(expr)) if evaluator else _json_number(expr)}
-        return out
-
 
 def training_state(
     params: Expr | int,
@@ -315,24 +258,6 @@ def dp_communication_bytes(
 
 
 # ---- small helpers -------------------------------------------------------------------------------------
-def _json_number(v):
-    if isinstance(v, int):
-        return v
-    if isinstance(v, sp.Expr) and v.is_number:
-        return int(v) if v.is_Integer else float(v)
-    return None
-
-
-def _human_bytes(v) -> str:
-    if isinstance(v, sp.Expr) and not v.is_number:
-        return sp.sstr(v)
-    x = float(v)
-    for scale, prefix in ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if abs(x) >= scale:
-            return f"{x / scale:.1f} {prefix}"
-    return f"{x:g} B"
-
-
 def gigabytes(v, digits: int = 1) -> float:
     """Bytes → decimal GB rounded half-up to `digits` (the ZeRO paper's 1.875 GB prints as 1.9)."""
     from decimal import ROUND_HALF_UP, Decimal

@@ -8,7 +8,7 @@ from symcost.analysis.evaluate import Evaluator
 from symcost.model.graph import build
 from symcost.analysis.hf import mappings, presets, read_json, resolve, specs_dir
 from symcost.lang.parse import load
-from symcost.present.forms import human
+from symcost.present.units import quantity as human
 from symcost.present.text import forms_for
 
 HEADLINE_B, HEADLINE_S = 1, 2048

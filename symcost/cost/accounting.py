@@ -85,6 +85,7 @@ class Settings:
     other: str = "include"  # include | exclude the elementwise FLOPs (softmax, norms, activations, …)
     embedding: str = "lookup"  # lookup: a gather, no FLOPs | matmul: a one-hot product, 2·tokens·V·h
     stage: str = "first"  # under pp, the stage reported: first (embedding + L/p layers), middle, last (+ head)
+    vocab_parallel: bool = True  # under tp, the embedding table and the head are split by vocabulary
 
     def describe(self) -> dict:
         return {

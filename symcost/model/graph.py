@@ -14,7 +14,7 @@ from symcost.lang import syntax as S
 from symcost.cost.record import Cost
 from symcost.model.dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
 from symcost.errors import Loc, SymcostError, source_line, suggest
-from symcost.ops.registry import OPS, PHASES, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel
+from symcost.ops.registry import OPS, PHASES, usage, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel
 from symcost.lang.syntax import Module
 
 ONE = sp.Integer(1)
@@ -236,7 +236,10 @@ class Builder:
 
     # ---- declarations -------------------------------------------------------------------------
     def declare(self) -> Graph:
-        """The declarations only (dims, dtypes, options, blocks): enough to read --set against, without building."""
+        """The declarations only (dims, dtypes, options, blocks): enough to read --set against, without building.
+        Idempotent: build() after declare() elaborates the statements against the same environment."""
+        if self.graph is not None:
+            return self.graph
         model = next((i for i in self.module.items if isinstance(i, S.ModelDecl)), None)
         name = model.name if model else self.module.path.rsplit("/", 1)[-1].removesuffix(".arch")
         self.graph = Graph(name, model.title if model else None, self.module.path, self.env, phase=self.phase)
@@ -325,13 +328,21 @@ class Builder:
         self.env.add_dim(S.DimDecl("c", None, "tokens in the KV cache", None, None), lambda *_: None)
         self.build_info = Build("decode", self.env.dims["c"].symbol)
 
-    def _apply_overrides(self) -> None:
+    def set_options(self, options: dict[str, bool]) -> None:
+        """Flip declared options after declare() and before build()."""
+        self.option_overrides.update(options)
+        self._apply_options()
+
+    def _apply_options(self) -> None:
         for key, value in self.option_overrides.items():
             if key == "training":
                 raise SymcostError("'training' follows --phase (train, prefill or decode); it cannot be set")
             if key not in self.env.options:
                 raise SymcostError(f"unknown option '{key}'", None, suggest(key, self.env.options))
             self.env.options[key] = value
+
+    def _apply_overrides(self) -> None:
+        self._apply_options()
         if self.dtype_override:
             self.env.default_dtype = self.env.dtype(self.dtype_override, None)
         if self.value_overrides:
@@ -607,7 +618,7 @@ class Builder:
             kind = p.annotation
             if kind is Build:
                 if p.name in kwargs:
-                    raise SymcostError(f"{call.name} has no argument '{p.name}' ({_usage(call.name)})", kwargs[p.name].loc)
+                    raise SymcostError(f"{call.name} has no argument '{p.name}' ({usage(call.name)})", kwargs[p.name].loc)
                 bound[p.name] = self.build_info
                 continue
             if p.kind is inspect.Parameter.VAR_POSITIONAL:
@@ -625,20 +636,20 @@ class Builder:
                 bound[p.name] = p.default
                 continue
             else:
-                raise SymcostError(f"{call.name}: missing argument '{p.name}' ({_usage(call.name)})", call.loc)
+                raise SymcostError(f"{call.name}: missing argument '{p.name}' ({usage(call.name)})", call.loc)
             bound[p.name] = self._convert(kind, node, scope, bools, f"{call.name}: '{p.name}'")
         if positional:
             n = sum(1 for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
             raise SymcostError(
                 f"{call.name} takes at most {n} positional argument{'s' if n != 1 else ''}, got {len(call.args)} "
-                f"({_usage(call.name)})",
+                f"({usage(call.name)})",
                 positional[0].loc,
             )
         if kwargs:
             name, kw = next(iter(kwargs.items()))
             names = [p.name for p in params if p.name != star and p.annotation is not Build]
             raise SymcostError(
-                f"{call.name} has no argument '{name}' ({_usage(call.name)})", kw.loc, suggest(name, names)
+                f"{call.name} has no argument '{name}' ({usage(call.name)})", kw.loc, suggest(name, names)
             )
         return bound
 
@@ -836,22 +847,6 @@ class Builder:
 
 def _a(kind: str) -> str:
     return ("an " if kind[0] in "aeiou" else "a ") + kind
-
-
-def _usage(op_name: str) -> str:
-    sig = OPS[op_name].signature
-    parts = []
-    for p in sig.parameters.values():
-        if p.annotation is Build:
-            continue  # supplied by the builder, not written in specs
-        if p.kind is inspect.Parameter.VAR_POSITIONAL:
-            parts.append(f"*{p.name}")
-        elif p.default is inspect.Parameter.empty:
-            parts.append(p.name)
-        else:
-            default = str(p.default).lower() if isinstance(p.default, bool) or p.default is None else p.default
-            parts.append(f"{p.name}={default}")
-    return f"{op_name}({', '.join(parts)})"
 
 
 def build(module: Module, **kwargs) -> Graph:

@@ -544,3 +544,20 @@ def cross_entropy(logits: T, targets: T) -> Rule:
 
 INT64 = DType("int64", sp.Integer(8), False)
 FP32 = DType("fp32", sp.Integer(4), True)
+
+
+def usage(op_name: str) -> str:
+    """How an op is called, with its defaults: `linear(x, out=None, bias=true, weight=None, parallel=none)`."""
+    sig = OPS[op_name].signature
+    parts = []
+    for p in sig.parameters.values():
+        if p.annotation is Build:
+            continue  # supplied by the builder, not written in specs
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            parts.append(f"*{p.name}")
+        elif p.default is inspect.Parameter.empty:
+            parts.append(p.name)
+        else:
+            default = str(p.default).lower() if isinstance(p.default, bool) or p.default is None else p.default
+            parts.append(f"{p.name}={default}")
+    return f"{op_name}({', '.join(parts)})"

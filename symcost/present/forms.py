@@ -112,9 +112,14 @@ class Forms:
 
     # ---- LaTeX --------------------------------------------------------------------------------
     def latex(self, expr: sp.Expr, collect: tuple = ()) -> str:
+        terms = self.latex_terms(expr, collect)
+        return self._join_tex(terms) if terms else "0"
+
+    def latex_terms(self, expr: sp.Expr, collect: tuple = ()) -> list[str]:
+        """The TeX of each displayed term (grouped by the `collect` symbols), in display order."""
         terms = self.terms(expr)
         if not terms:
-            return "0"
+            return []
         if collect:
             buckets: dict[sp.Expr, list] = {}
             for t in terms:
@@ -132,9 +137,10 @@ class Forms:
                     elif len(inner) == 1:
                         parts.append(self._term_tex(key * inner[0]))
                     else:
-                        parts.append(f"{self._term_tex(key)} \\left({self._join_tex([self._term_tex(t) for t in inner])}\\right)")
-                return self._join_tex(parts)
-        return self._join_tex([self._term_tex(t) for t in terms])
+                        inside = self._join_tex([self._term_tex(t) for t in inner])
+                        parts.append(f"{self._term_tex(key)} \\left({inside}\\right)")
+                return parts
+        return [self._term_tex(t) for t in terms]
 
     @staticmethod
     def _join_tex(parts: list[str]) -> str:
@@ -168,29 +174,3 @@ class Forms:
         if den:
             return sign + f"\\frac{{{top}}}{{{' '.join(den)}}}"
         return sign + top
-
-
-# ---- numbers ------------------------------------------------------------------------------------
-_PREFIXES = [(10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")]
-_COUNT = [(10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")]
-
-
-def human(value, unit: str) -> str:
-    """124439808 → '124.4M'; bytes → '13.5 GB' (decimal units); FLOPs → '1.6 TFLOP'."""
-    if value is None:
-        return ""
-    if not isinstance(value, (int, float, Fraction)) and not (hasattr(value, "is_number") and value.is_number):
-        return str(value)
-    try:
-        v = float(value)
-    except OverflowError:  # beyond a double: show the exact number's magnitude
-        text = sp.Float(value, 4).__format__("")
-        return text if unit == "" else f"{text} {unit}"
-    table = _COUNT if unit == "" else _PREFIXES
-    for scale, prefix in table:
-        if abs(v) >= scale:
-            num = f"{v / scale:.1f}"
-            return f"{num}{prefix}" if unit == "" else f"{num} {prefix}{unit}"
-    if unit == "":
-        return f"{v:g}"
-    return f"{v:g} {unit}"

@@ -1,49 +1,41 @@
-"""The terminal report: closed forms per block instance and for the whole model, and the --explain walk."""
+"""The terminal report: closed forms per block instance and for the whole model, the analyses, the --explain walk."""
 from __future__ import annotations
 
 import shutil
 import textwrap
 
+import sympy as sp
+
 from symcost.cost.record import METRIC_TITLES, METRIC_UNITS
 from symcost.cost.record import shown as shown_metrics
-from symcost.cost.accounting import Report
 from symcost.model.dims import fmt_shape
-from symcost.analysis.evaluate import Evaluator
-from symcost.present.forms import Forms, human
+from symcost.present import units
+from symcost.present.forms import Forms
 
 
-def forms_for(report: Report) -> Forms:
+def forms_for(report) -> Forms:
+    """The expression renderer for a report: the spec's dims in declaration order, with their TeX names."""
     env = report.env
     return Forms([d.symbol for d in env.dims.values()], {d.symbol: d.tex for d in env.dims.values()})
 
 
-def conventions_line(report: Report) -> str:
-    conv = {
-        "fma": "a multiply-add counts 2 FLOPs",
-        "mac": "FLOPs are multiply-accumulates (MACs)",
-        "exact": "an [M,K]@[K,N] product counts M·N·(2K−1) FLOPs",
-    }[report.convention]
-    dt = report.env.default_dtype
-    parts = [f"phase {report.graph.phase}", conv, f"default dtype {dt.name} ({dt.nbytes} bytes)"]
-    st = report.settings
-    if st is not None:
-        if st.causal == "half":
-            parts.append("causal attention products counted half")
-        if st.other == "exclude":
-            parts.append("matrix products only (elementwise FLOPs excluded)")
-        if st.embedding == "matmul":
-            parts.append("embedding lookups counted as one-hot products")
-        if st.recompute != "none":
-            parts.append(f"{st.recompute} recomputation")
-        if st.flash:
-            parts.append("fused attention (FlashAttention)")
-        if st.tp is not None:
-            parts.append(f"per device of tensor-parallel degree {st.tp}" + (" with sequence parallelism" if st.sp else ""))
-        if st.pp is not None:
-            parts.append(f"per device of the {st.stage} of {st.pp} pipeline stages")
-        if st.ep is not None:
-            parts.append(f"experts over {st.ep} devices")
-    if report.graph.phase == "train":
+CONVENTION_TEXT = {
+    "fma": "a multiply-add counts 2 FLOPs",
+    "mac": "FLOPs are multiply-accumulates (MACs)",
+    "exact": "an [M,K]@[K,N] product counts M·N·(2K−1) FLOPs",
+}
+
+
+def conventions_line(analysis) -> str:
+    """The header line: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
+    from symcost.settings import header_parts
+
+    req = analysis.request
+    dt = analysis.env.default_dtype
+    parts = header_parts(req)
+    parts.insert(1, CONVENTION_TEXT[req.flops])
+    parts.insert(2, f"default dtype {dt.name} ({dt.nbytes} bytes)")
+    if req.phase == "train":
         parts.append("activations: tensors saved for backward, each once")
     return " · ".join(parts)
 
@@ -62,39 +54,39 @@ class _Writer:
             self.lines.append(" " * len(head) + "  " + more)
 
 
-def show(evaluator: Evaluator, forms: Forms, expr, unit: str, exact: bool = False) -> str:
-    """The value of a closed form under --set: readable units, or the partly evaluated form."""
-    if not evaluator.active:
+def show(values, forms: Forms, expr, unit: str, exact: bool = False) -> str:
+    """The value of a closed form at the given dims: readable units, or the partly evaluated form."""
+    if not values.evaluator.active:
         return ""
-    value = evaluator(expr)
+    value = values(expr)
     if isinstance(value, int):
-        text = human(value, unit)
-        return f"{text} ({value:,})" if exact and value >= 1000 else text
+        text = units.quantity(value, unit)
+        return f"{text} ({units.integer(value)})" if exact and abs(value) >= 1000 else text
     if getattr(value, "is_number", False):
-        return human(value, unit)
+        return units.quantity(value, unit)
     return forms.text(value)
 
 
-def render(report: Report, evaluator: Evaluator, explain: bool = False, width: int | None = None,
-           extras: list | None = None) -> str:
+def render(analysis, values, explain: bool = False, width: int | None = None) -> str:
     width = width or max(80, min(shutil.get_terminal_size((100, 24)).columns, 160))
+    report = analysis.report
     forms = forms_for(report)
     g = report.graph
     w = _Writer(width)
     title = f"{g.title} ({g.name})" if g.title else g.name
-    w.lines += [f"{title} — {g.file}", conventions_line(report)]
-    if evaluator.active:
-        shown = ", ".join(f"{k}={v}" for k, v in evaluator.given.items())
-        w.lines.append(f"evaluated at {shown}")
+    w.lines += [f"{title} — {g.file}", conventions_line(analysis)]
+    if values.evaluator.active:
+        w.lines.append("evaluated at " + ", ".join(f"{k}={units.integer(v) if v >= 10**6 else v}"
+                                                  for k, v in values.given.items()))
     w.lines.append("")
 
     def metric_rows(metrics: dict, collect=(), indent=2):
         for m in shown_metrics(metrics):
-            value = show(evaluator, forms, metrics[m], METRIC_UNITS[m], exact=m.endswith("params"))
+            value = show(values, forms, metrics[m], METRIC_UNITS[m], exact=m.endswith("params"))
             w.row(METRIC_TITLES[m], forms.text(metrics[m], collect), value, indent)
 
     if explain:
-        _explain(report, evaluator, forms, w)
+        _explain(report, values, forms, w)
     w.lines.append("Per instance of each block")
     for b in report.blocks:
         rep = forms.text(b.repeat)
@@ -103,12 +95,13 @@ def render(report: Report, evaluator: Evaluator, explain: bool = False, width: i
     w.lines.append("")
     w.lines.append("Whole model")
     metric_rows(report.totals, report.repeat_symbols)
-    for block in extras or ():
-        w.lines += ["", block.rstrip("\n")]
+    for section in (training_section(analysis, values, forms), device_section(analysis, values, forms)):
+        if section:
+            w.lines += ["", section.rstrip("\n")]
     return "\n".join(w.lines) + "\n"
 
 
-def _explain(report: Report, evaluator: Evaluator, forms: Forms, w: _Writer) -> None:
+def _explain(report, values, forms: Forms, w: _Writer) -> None:
     w.lines.append("Derivation, op by op (costs per instance)")
     current = None
     for r in report.ops:
@@ -125,21 +118,127 @@ def _explain(report: Report, evaluator: Evaluator, forms: Forms, w: _Writer) -> 
         w.lines.append(f"        {n.statement}")
         w.lines.append(f"        {ins or '—'} → {outs}")
         for p in n.params:
-            w.row(f"param {p.path.rsplit('/', 1)[-1]}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8, label_width=18)
+            w.row(f"param {p.path.rsplit('/', 1)[-1]}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8,
+                  label_width=18)
         m = r.metrics
-        other_fwd = m["flops_fwd"] - m["matmul_flops_fwd"]
         rows = [
             ("parameters", m["params"] if n.params else 0, ""),
             ("matmul FLOPs fwd", m["matmul_flops_fwd"], "FLOP"),
-            ("other FLOPs fwd", other_fwd, "FLOP"),
+            ("other FLOPs fwd", m["flops_fwd"] - m["matmul_flops_fwd"], "FLOP"),
             ("FLOPs bwd", m["flops_bwd"], "FLOP"),
             ("bytes moved", m["io_bytes"], "B"),
         ]
         for label, expr, unit in rows:
             if expr != 0:
-                w.row(label, forms.text(expr), show(evaluator, forms, expr, unit), indent=8, label_width=18)
+                w.row(label, forms.text(expr), show(values, forms, expr, unit), indent=8, label_width=18)
         for s in r.saved:
             note = "" if s.first else " (already counted)"
             share = "" if s.share == 1 else f" × {forms.text(s.share)}"
             w.row("saves", f"{s.label}: {forms.text(s.nbytes)} bytes{share}{note}", indent=8, label_width=18)
     w.lines.append("")
+
+
+# ---- analyses ----------------------------------------------------------------------------------------------
+def training_section(analysis, values, forms: Forms) -> str:
+    """Training-state memory per device: the accounting in words and formulas, numbers when dims are set."""
+    from symcost.analysis.training import OPTIMIZERS, STAGE_DOC
+
+    st = analysis.training
+    if st is None:
+        return ""
+    p = st.precision
+    w, g, o = st.bytes_per_param
+    lines = [
+        f"training state: {p.name} ({p.doc}); {st.optimizer} ({OPTIMIZERS[st.optimizer][1]})",
+        f"  per parameter, unsharded: {w} (weights) + {g} (gradients) + {o} (optimizer: "
+        f"{p.master} master + {st.states}×{p.state} states) = {w + g + o} bytes",
+        f"  {STAGE_DOC[st.zero]}",
+    ]
+    n = sp.sstr(st.dp)
+    shards = {"weights": st.zero >= 3, "gradients": st.zero >= 2, "optimizer": st.zero >= 1}
+    per = dict(zip(shards, (w, g, o)))
+
+    def formula(names) -> str:
+        whole = sum(per[x] for x in names if not shards[x])
+        split = sum(per[x] for x in names if shards[x])
+        parts = ([f"{whole}Ψ"] if whole else []) + ([f"{split}Ψ/{n}"] if split else [])
+        return " + ".join(parts) or "0"
+
+    def term(name: str, text: str, expr) -> str:
+        line = f"  {name:<10} {text}"
+        if values.evaluator.active:
+            value = values(expr)
+            shown = forms.text(sp.expand(value)) if isinstance(value, sp.Expr) and not value.is_number \
+                else units.quantity(value, "B")
+            line = f"{line:<32} = {shown}"
+        return line
+
+    lines.append(term("weights", formula(["weights"]), st.weight_bytes))
+    lines.append(term("gradients", formula(["gradients"]), st.gradient_bytes))
+    lines.append(term("optimizer", formula(["optimizer"]), st.optimizer_bytes))
+    lines.append(term("total", formula(list(per)), st.total))
+    lines.append(f"  Ψ = {forms.text(sp.expand(st.params))} parameters")
+    lines.append("  (bytes per device; 1 GB = 10^9 bytes; activations, step counters and buffers not included)")
+    comm = analysis.dp_comm_bytes
+    value = values(comm) if values.evaluator.active else None
+    lines.append(f"  data-parallel traffic per step: {'3Ψ' if st.zero == 3 else '2Ψ'} elements sent per device"
+                 f" = {forms.text(comm)} bytes" + (f" = {units.quantity(value, 'B')}" if value is not None
+                                                    and not isinstance(value, sp.Expr) else ""))
+    return "\n".join(lines) + "\n"
+
+
+def device_section(analysis, values, forms: Forms) -> str:
+    """Lower bounds for the phase on the device: FLOPs, bytes, times and tokens/s; MFU of a measured step."""
+    s = analysis.summary
+    if s is None:
+        return ""
+    lines = [f"{s.phase} on {s.device} ({s.dtype} peak {units.rate(s.peak, 'FLOP/s')}, memory "
+             f"{units.rate(s.bandwidth, 'B/s')}; ridge {units.plain(s.peak / s.bandwidth)} FLOP/B)"]
+    active = values.evaluator.active
+    v = s.values(values.evaluator) if active else None
+    per_token = _number(values, s.tokens) if active else None
+
+    def amount(expr, unit):
+        value = _number(values, expr) if active else None
+        if value is None:
+            return ""
+        text = f"   = {units.quantity(value, unit)}"
+        if per_token and per_token != 1:
+            text += f"  ({units.quantity(value / per_token, unit)} per token)"
+        elif per_token == 1:
+            text += "  per token"
+        return text
+
+    lines.append(f"  FLOPs            {forms.text(s.flops)}{amount(s.flops, 'FLOP')}")
+    if s.bytes != 0:
+        lines.append(f"  bytes            {forms.text(s.bytes)}{amount(s.bytes, 'B')}")
+    if s.comm_time != 0:
+        lines.append(f"  comm bytes       {forms.text(s.comm_bytes)}{amount(s.comm_bytes, 'B')}")
+    if v and v["time"] is not None:
+        lines.append(f"  compute time  ≥  {units.seconds(v['compute_time'])}")
+        if s.bytes != 0:
+            lines.append(f"  memory time   ≥  {units.seconds(v['memory_time'])}")
+        if s.comm_time != 0:
+            lines.append(f"  comm time     ≥  {units.seconds(v['comm_time'])}")
+        lines.append(f"  time          ≥  {units.seconds(v['time'])}  ({v['bound']}-bound)")
+        if v["tokens_per_s"] is not None:
+            lines.append(f"  tokens/s      ≤  {units.plain(v['tokens_per_s'])}")
+    else:
+        terms = [f"FLOPs / {units.rate(s.peak, 'FLOP/s')}"] + (
+            [f"bytes / {units.rate(s.bandwidth, 'B/s')}"] if s.bytes != 0 else []) + (
+            [f"comm bytes / {units.rate(s.link_bandwidth, 'B/s')}"] if s.comm_time != 0 else [])
+        lines.append(f"  time          ≥  {'max(' + ', '.join(terms) + ')' if len(terms) > 1 else terms[0]}"
+                     "  (set every dim for numbers)")
+    lines.extend(f"  note: {n}" for n in s.notes)
+    if analysis.mfu is not None:
+        m = _number(values, analysis.mfu) if active else None
+        lines.append(f"  MFU at a measured step of {analysis.request.step_time} s: {units.percent(m)}" if m is not None
+                     else "  MFU: set every dimension (--set) to compute it")
+    return "\n".join(lines) + "\n"
+
+
+def _number(values, expr):
+    value = values(expr)
+    if isinstance(value, (int, float)) or getattr(value, "is_number", False):
+        return units.exact(value)
+    return None

@@ -1,0 +1,36 @@
+"""The preset table: each published config on the search path, its family, spec and the dims it sets."""
+from __future__ import annotations
+
+import json
+
+from symcost.errors import SymcostError
+
+
+def rows() -> list[dict]:
+    from symcost.analysis.hf import preset_config, presets, resolve
+
+    out = []
+    for name in presets():
+        cfg, source = preset_config(name)
+        meta = cfg.get("_symcost") if isinstance(cfg.get("_symcost"), dict) else {}
+        try:
+            r = resolve(cfg, source)
+            spec, dims = r.spec.name, dict(r.values)
+        except SymcostError as e:  # a user's preset that does not resolve still lists, with the reason
+            spec, dims = "?", {"error": e.message}
+        out.append({"name": name, "model_type": str(cfg.get("model_type", "?")), "spec": spec,
+                    "title": str(meta.get("title", "")), "dims": dims})
+    return out
+
+
+def render(fmt: str = "text") -> str:
+    table = rows()
+    if fmt == "json":
+        return json.dumps(table, indent=2) + "\n"
+    if not table:
+        return "no presets on the search path\n"
+    cells = [(r["name"], r["model_type"], r["spec"], r["title"], " ".join(f"{k}={v}" for k, v in r["dims"].items()))
+             for r in table]
+    w = [max(len(c[i]) for c in cells) for i in range(4)]
+    return "".join(f"{c[0].ljust(w[0])}  {c[1].ljust(w[1])}  {c[2].ljust(w[2])}  {c[3].ljust(w[3])}  {c[4]}\n"
+                   for c in cells)

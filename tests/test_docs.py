@@ -1,0 +1,41 @@
+"""Docs cannot drift: every command output shown in README.md and docs/ is what the tool prints now."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from helpers import ROOT
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("docs_update", ROOT / "docs" / "update.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TOOL = _tool()
+
+
+@pytest.mark.parametrize("name", TOOL.FILES)
+def test_shown_outputs_are_current(name):
+    _, stale = TOOL.update(ROOT / name)
+    assert not stale, f"{name} shows stale output for: {stale}; regenerate with `python3 docs/update.py`"
+
+
+def test_zoo_page_is_current():
+    _, stale = TOOL.zoo()
+    assert not stale, "docs/zoo.md is stale: regenerate with `python3 docs/update.py`"
+
+
+def test_the_tool_notices_a_change(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- output: ops linear -->\n```text\n$ symcost ops linear\nnot what it prints\n```\n")
+    text, stale = TOOL.update(doc)
+    assert stale == ["ops linear"] and "y = x·Wᵀ" in text
+
+
+def test_line_selection():
+    assert TOOL.select("a\nb\nc\nd\ne", "1-2,-1-") == ["a", "b", "…", "e"]
+    assert TOOL.select("a\nb\nc", "2") == ["…", "b", "…"]
