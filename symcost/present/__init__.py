@@ -1,0 +1,1 @@
+"""Presentation: charts of derived costs."""
