@@ -1,4 +1,4 @@
-"""Charts from plain data (PNG or SVG via matplotlib's Agg backend): a metric against a dimension, a roofline, memory stacks."""
+"""Charts from plain data, PNG or SVG via matplotlib's Agg backend: metric vs dimension, roofline, memory stacks."""
 from __future__ import annotations
 
 import math
@@ -43,12 +43,13 @@ def shorten(text: str, limit: int = 60) -> str:
     if len(text) <= limit or "$" in text:
         return text
     terms = text.replace(" − ", " + −").split(" + ")
+    tail = f" + … ({len(terms)} terms)"
     kept = terms[0]
     for term in terms[1:]:
-        if len(kept) + len(term) + 3 > limit:
+        if len(kept) + len(term) + 3 + len(tail) > limit:
             break
         kept += f" − {term[1:]}" if term.startswith("−") else f" + {term}"
-    return f"{kept} + … ({len(terms)} terms)"
+    return kept + tail
 
 
 def _spans_decades(values, decades: int = DECADES) -> bool:
@@ -128,12 +129,14 @@ def metric_vs_dim(series, *, dim, metric_title, unit, out, fmt=None, logx=None, 
     logx / logy: None chooses a log axis when the data span two decades or more.
     """
     kind = _format(out, fmt)
+    _check_series(series)
     xs = [float(v) for one in series for v in one["x"]]
     ys = [float(v) for one in series for v in one["y"]]
-    _check_series(series)
     logx = _spans_decades(xs) if logx is None else logx
     logy = _spans_decades(ys) if logy is None else logy
     with _rendering():
+        from matplotlib.ticker import MaxNLocator
+
         fig, ax = _figure()
         markers = "osD^vP*Xh"
         for i, one in enumerate(series):
@@ -145,6 +148,8 @@ def metric_vs_dim(series, *, dim, metric_title, unit, out, fmt=None, logx=None, 
         _unit_axis(ax.yaxis, unit, logy, ys)
         if logx and len(set(xs)) <= 12:
             ax.set_xticks(sorted(set(xs)))
+        elif not logx:
+            ax.xaxis.set_major_locator(MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], integer=True))
         ax.set_xlabel(dim)
         ax.set_ylabel(_label(metric_title, unit))
         ax.set_title(title or f"{metric_title} vs {dim}")
