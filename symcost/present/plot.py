@@ -141,7 +141,8 @@ def metric_vs_dim(series, *, dim, metric_title, unit, out, fmt=None, logx=None, 
         markers = "osD^vP*Xh"
         for i, one in enumerate(series):
             legend = one["label"] + (f"\n{one['legend_formula']}" if one.get("legend_formula") else "")
-            ax.plot(one["x"], one["y"], marker=markers[i % len(markers)], markersize=4, linewidth=1.6, label=legend)
+            ax.plot([float(v) for v in one["x"]], [float(v) for v in one["y"]], marker=markers[i % len(markers)],
+                    markersize=4, linewidth=1.6, label=legend)
         ax.set_xscale("log" if logx else "linear")
         ax.set_yscale("log" if logy else "linear")
         _unit_axis(ax.xaxis, "", logx, xs)
