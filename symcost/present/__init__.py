@@ -1,0 +1,1 @@
+"""Presentation layers for derived reports."""
