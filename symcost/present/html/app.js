@@ -53,7 +53,7 @@ function dimControl(dim, i) {
                         step: 1, inputmode: "numeric", "aria-describedby": id + "-doc"});
   var label = h("label", {"for": id, id: id + "-label"}, [tex(dim.tex, false)]);
   var numLabel = h("label", {"for": id + "-num", "class": "num-label", text: dim.name + " ="});
-  var doc = h("span", {"class": "doc", id: id + "-doc", text: dim.doc + (log ? " (log scale)" : "")});
+  var doc = h("span", {"class": "doc", id: id + "-doc", text: dim.doc + (log ? " (log scale; Page Up/Down doubles/halves)" : "")});
   function show(v, except) {
     if (except !== num) num.value = v.toString();
     if (except !== range) range.value = toPos(dim, v);
@@ -63,6 +63,14 @@ function dimControl(dim, i) {
     var v = fromPos(dim, range.value);
     STATE.dims[dim.name] = v; show(v, range); update();
   });
+  if (log) {
+    range.addEventListener("keydown", function (ev) {
+      var v = logKey(dim, STATE.dims[dim.name], ev.key);
+      if (v === null) return;
+      ev.preventDefault();
+      STATE.dims[dim.name] = v; show(v); update();
+    });
+  }
   num.addEventListener("input", function () {
     var v = parseDim(num.value, dim);
     num.setAttribute("aria-invalid", v === null ? "true" : "false");
@@ -72,6 +80,20 @@ function dimControl(dim, i) {
   show(value);
   RESETS.push(function () { STATE.dims[dim.name] = value; show(value); num.setAttribute("aria-invalid", "false"); });
   return h("div", {"class": "dim"}, [label, doc, range, h("span", {"class": "num"}, [numLabel, num])]);
+}
+
+// Keys on a log slider move the integer value itself: arrows one slider step but at least 1,
+// Page Up/Down double/halve, Home/End go to the bounds. Other keys: null (the browser's default).
+function logKey(dim, v, key) {
+  var lo = BigInt(dim.min), hi = BigInt(dim.max), p = Number(toPos(dim, v)), n;
+  if (key === "ArrowRight" || key === "ArrowUp") { n = fromPos(dim, p + 1); if (n <= v) n = v + 1n; }
+  else if (key === "ArrowLeft" || key === "ArrowDown") { n = fromPos(dim, p - 1); if (n >= v) n = v - 1n; }
+  else if (key === "PageUp") n = v * 2n;
+  else if (key === "PageDown") n = v / 2n;
+  else if (key === "Home") n = lo;
+  else if (key === "End") n = hi;
+  else return null;
+  return n < lo ? lo : (n > hi ? hi : n);
 }
 
 function parseDim(text, dim) {

@@ -42,7 +42,10 @@ function drawMemory(svg, parts, memory, deviceTitle) {
   return {total: total, scale: scale};
 }
 
-function percent(a, b) { return b > 0 ? (100 * a / b).toPrecision(3) + "%" : "\u2014"; }
+function percent(a, b) {
+  if (!(b > 0)) return "\u2014";
+  return a / b < 10 ? (100 * a / b).toPrecision(3) + "%" : human(a / b, "") + "\u00d7";
+}
 
 function decades(lo, hi) {
   var out = [];
