@@ -134,6 +134,8 @@ def report_data() -> dict:
     data["subtitle"] = "subtitle " + HOSTILE
     data["dims"][1]["doc"] = "batch " + HOSTILE
     data["conventions"].append("convention " + HOSTILE)
+    kv = next(d for d in data["dims"] if d["name"] == "kv")
+    kv.update(scale="linear", max=128)                          # one linear slider as well
     return data
 
 
@@ -225,6 +227,15 @@ def _chromium() -> str | None:
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
     return None
+
+
+def test_missing_browser_skips_but_fails_under_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        _unavailable("no chromium")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="no chromium"):
+        _unavailable("no chromium")
 
 
 @pytest.fixture(scope="module")
@@ -344,10 +355,21 @@ def test_page_offline_exact_and_interactive(opened, report_data, tmp_path):
 
     rng = page.locator('input[type=range][data-dim="L"]')
     rng.focus()
-    rng.press("ArrowRight")                                      # native keyboard step on a log slider
+    num_L = page.locator('input[type=number][data-dim="L"]')
+    rng.press("ArrowRight")                                      # a log slider's arrow moves the value by >= 1
+    assert num_L.input_value() == "33"
+    rng.press("PageUp")                                          # ... and Page Up doubles it
+    assert num_L.input_value() == "66" and rng.get_attribute("aria-valuetext") == "L = 66"
+    dims["L"] = 66
+    check_numbers(page, report_data, dims, "h100-sxm")
     rng.press("End")
-    dims["L"] = int(page.locator('input[type=number][data-dim="L"]').input_value())
+    dims["L"] = int(num_L.input_value())
     assert dims["L"] == next(d["max"] for d in report_data["dims"] if d["name"] == "L")
+    kv = page.locator('input[type=range][data-dim="kv"]')
+    kv.focus()
+    kv.press("ArrowRight")                                       # a linear slider's native step
+    dims["kv"] = 33
+    assert page.locator('input[type=number][data-dim="kv"]').input_value() == "33"
     page.select_option("#device", "a100-80gb")
     check_numbers(page, report_data, dims, "a100-80gb")
     assert page.locator("#roofline-svg circle").first.get_attribute("cx") != roof0
