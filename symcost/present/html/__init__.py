@@ -1,0 +1,1 @@
+"""A self-contained, offline, interactive HTML report page."""
