@@ -223,9 +223,9 @@ def test_same_data_same_bytes(tmp_path, ext, matplotlib_present):
 
 # ---- a realistic chart from the engine -----------------------------------------------------------------------
 def test_llama_prefill_time_on_h100(tmp_path, matplotlib_present):
-    from symcost.derive import derive_file
-    from symcost.evaluate import Evaluator
-    from symcost.printers.text import forms_for
+    from symcost.cost.accounting import derive_file
+    from symcost.analysis.evaluate import Evaluator
+    from symcost.present.text import forms_for
 
     r = derive_file(ROOT / "specs" / "llama.arch", phase="prefill")
     expr = r.totals["flops_fwd"]

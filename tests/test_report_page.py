@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symcost.derive import derive_file
-from symcost.hardware import load_device
+from symcost.cost.accounting import derive_file
+from symcost.analysis.hardware import load_device
 from symcost.present.html.contract import PageDataError, clean_text, normalize
 from symcost.present.html.data import page_data
 from symcost.present.html.page import render
@@ -129,8 +129,10 @@ def test_to_tree_rejects_what_the_page_cannot_evaluate(bad):
 # ---- page data from the engine -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report_data() -> dict:
-    r = derive_file(str(ROOT / "specs" / "llama.arch"))
-    data = page_data(r, LLAMA_7B, [load_device(n) for n in DEVICES], device="h100-sxm")
+    from symcost import derive
+
+    data = page_data(derive(str(ROOT / "specs" / "llama.arch")), LLAMA_7B, [load_device(n) for n in DEVICES],
+                     device="h100-sxm")
     data["subtitle"] = "subtitle " + HOSTILE
     data["dims"][1]["doc"] = "batch " + HOSTILE
     data["conventions"].append("convention " + HOSTILE)

@@ -57,6 +57,11 @@ def make_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, positive=True, integer=True)
 
 
+def device_symbol(name: str) -> sp.Symbol:
+    """A device figure kept symbolic in a page or a plan (peak, bandwidth, memory): a positive real, not a dim."""
+    return sp.Symbol(name, positive=True)
+
+
 def default_tex(name: str) -> str:
     if len(name) == 1:
         return name

@@ -1,15 +1,15 @@
-"""Page data for the HTML report (contract.py) from a derived Report, its dims' values and devices."""
+"""Page data for the HTML report (contract.py) from an Analysis, its dims' values and devices."""
 from __future__ import annotations
 
 import sympy as sp
 
-from ...cost import METRIC_TITLES, METRIC_UNITS
-from ...cost import shown as shown_metrics
-from ...printers.text import conventions_line, forms_for
-from ...training import training_state_for
-from .tree import to_tree
+from symcost.cost.record import METRIC_TITLES, METRIC_UNITS
+from symcost.cost.record import shown as shown_metrics
+from symcost.model.dims import device_symbol
+from symcost.present.html.tree import to_tree
+from symcost.present.text import conventions_line, forms_for
 
-PEAK, BANDWIDTH, MEMORY = (sp.Symbol(n, positive=True) for n in ("peak", "bandwidth", "memory"))
+PEAK, BANDWIDTH, MEMORY = (device_symbol(n) for n in ("peak", "bandwidth", "memory"))
 TIME_LATEX = (r"\max\left(\frac{F_{\mathrm{fwd}}}{\mathrm{peak}},\ "
               r"\frac{B_{\mathrm{io}}}{\mathrm{bandwidth}}\right)")
 
@@ -40,10 +40,11 @@ def time_entry(totals: dict) -> dict:
             "latex": TIME_LATEX, "tree": to_tree(expr)}
 
 
-def memory_parts(report) -> list:
+def memory_parts(analysis) -> list:
+    report = analysis.report
     t = report.totals
-    if report.graph.phase == "train":
-        st = training_state_for(report)
+    st = analysis.training
+    if st is not None:
         parts = [("weights", "weights", st.weight_bytes), ("gradients", "gradients", st.gradient_bytes),
                  ("optimizer", "optimizer state (" + st.precision.name + ", " + st.optimizer + ")",
                   st.optimizer_bytes), ("activations", "activations saved for backward", t["activation_bytes"])]
@@ -59,9 +60,10 @@ def op_entry(r) -> dict:
             "flops": to_tree(m["flops_fwd"]), "bytes": to_tree(m["io_bytes"]), "params": to_tree(m["params"])}
 
 
-def page_data(report, values: dict, devices=(), device: str | None = None, title: str | None = None) -> dict:
-    """The page data for a Report. values: dim name -> default value (others start at 1); devices:
+def page_data(analysis, values: dict, devices=(), device: str | None = None, title: str | None = None) -> dict:
+    """The page data for an Analysis. values: dim name -> default value (others start at 1); devices:
     hardware.Device objects, peaks taken for the report's default dtype."""
+    report = analysis.report
     forms = forms_for(report)
     g = report.graph
     free = [d for d in report.env.dims.values() if d.definition is None]
@@ -69,7 +71,7 @@ def page_data(report, values: dict, devices=(), device: str | None = None, title
     data = {
         "title": title or (f"{g.title} ({g.name})" if g.title else g.name),
         "subtitle": f"closed forms derived from {g.file}",
-        "conventions": conventions_line(report).split(" · "),
+        "conventions": conventions_line(analysis).split(" · "),
         "dims": [dim_entry(d, int(values.get(d.name, 1))) for d in free],
         "devices": [device_entry(dv, dtype) for dv in devices],
         "metrics": metric_entries(report.totals, forms, report.repeat_symbols),
@@ -81,6 +83,6 @@ def page_data(report, values: dict, devices=(), device: str | None = None, title
     if devices:
         data["device"] = device or data["devices"][0]["name"]
         data["metrics"].append(time_entry(report.totals))
-        data["memory"] = {"parts": memory_parts(report)}
+        data["memory"] = {"parts": memory_parts(analysis)}
     return data
 
