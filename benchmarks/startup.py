@@ -55,7 +55,7 @@ def main() -> int:
             path = Path(tmp) / "bench.arch"
             path.write_text(text.replace('include "blocks/', 'include "../blocks/'))
             from symcost.cost.accounting import derive
-            from symcost.model.graph import build
+            from symcost.model.builder import build
             from symcost.lang.parse import load
 
             times = []

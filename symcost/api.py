@@ -34,7 +34,7 @@ def run(req: Request) -> "Analysis":
     from symcost.analysis.evaluate import parse_assignments
     from symcost.cost.accounting import derive as account
     from symcost.lang.parse import load
-    from symcost.model.graph import Builder
+    from symcost.model.builder import Builder
 
     resolved = _resolve_config(req)
     spec = req.spec or (str(resolved.spec) if resolved else None)

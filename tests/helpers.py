@@ -12,7 +12,7 @@ import sympy as sp
 from symcost.cost.record import METRICS
 from symcost.cost.accounting import derive
 from symcost.model.dims import make_symbol
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.lang.parse import load
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 import sympy as sp
 
 from symcost.cost.accounting import derive
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.lang.parse import load
 
 from helpers import SPECS, same, sym

@@ -15,7 +15,7 @@ from symcost import cli
 from symcost.cost.accounting import derive
 from symcost.errors import clean, SymcostError
 from symcost.analysis.evaluate import Evaluator, parse_assignments
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.ops.registry import OPS
 from symcost.lang.parse import load
 

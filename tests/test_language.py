@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symcost.cost.accounting import derive
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.lang.parse import load, parse_text
 from symcost.lang.syntax import Module
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from helpers import SPECS, same, sym
 from symcost.cost.accounting import _placement, derive
 from symcost.errors import SymcostError
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.lang.parse import load
 
 SPECS_WITH_LAYERS = ("gpt2.arch", "llama.arch", "mixtral.arch", "deepseek.arch", "opt.arch", "falcon.arch",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from symcost.cost.record import METRICS
 from symcost.cost.accounting import derive
 from symcost.analysis.evaluate import Evaluator
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.lang.parse import load, parse_text
 from symcost.lang.syntax import Module
 

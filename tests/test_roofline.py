@@ -7,7 +7,7 @@ import sympy as sp
 from symcost.cost.accounting import derive, derive_file
 from symcost.errors import SymcostError
 from symcost.analysis.evaluate import Evaluator
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.analysis.hardware import load_device
 from symcost.lang.parse import load
 from symcost.analysis.roofline import (

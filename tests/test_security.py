@@ -23,7 +23,7 @@ import symcost
 from symcost import cli
 from symcost.cost.accounting import derive
 from symcost.errors import SymcostError
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.lang.parse import load, parse_text
 from symcost.lang.syntax import Module
 

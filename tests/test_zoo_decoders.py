@@ -18,7 +18,7 @@ from symcost.analysis import validate as V
 from symcost.cli import main
 from symcost.cost.accounting import derive
 from symcost.analysis.evaluate import Evaluator
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.analysis.hf import mappings, preset_config, resolve
 from symcost.lang.parse import load
 

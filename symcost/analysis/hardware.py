@@ -24,7 +24,6 @@ Problems (an unknown name, a missing or ill-typed field, a misspelt key) are Sym
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction

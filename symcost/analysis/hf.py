@@ -11,7 +11,6 @@ One mapping file per model_type, `specs/hf/<model_type>.json`:
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path

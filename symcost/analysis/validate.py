@@ -209,7 +209,7 @@ class _Plan:
 
     def __init__(self, config: dict, source: str, spec: str | None, need_tiny: bool):
         from symcost.cost.accounting import derive
-        from symcost.model.graph import build
+        from symcost.model.builder import build
         from symcost.analysis.hf import check_derived, resolve
         from symcost.lang.parse import display_path, load
 
@@ -269,7 +269,7 @@ class _Plan:
     def prefill_report(self):
         """The same spec derived for --phase prefill (for the KV cache it writes), once per process."""
         from symcost.cost.accounting import derive
-        from symcost.model.graph import build
+        from symcost.model.builder import build
         from symcost.lang.parse import load
 
         key = (self.spec, tuple(sorted(self.full.options.items())), "prefill")

@@ -1,11 +1,10 @@
 """The model zoo page: every family's per-layer closed forms (the engine's LaTeX) and each preset's numbers."""
 from __future__ import annotations
 
-import json
 
 from symcost.cost.accounting import derive
 from symcost.analysis.evaluate import Evaluator
-from symcost.model.graph import build
+from symcost.model.builder import build
 from symcost.analysis.hf import mappings, presets, read_json, resolve, specs_dir
 from symcost.lang.parse import load
 from symcost.present.units import quantity as human

@@ -9,7 +9,8 @@ from symcost.cost.record import CONVENTIONS, METRICS, Cost
 from symcost.cost.record import matmul as matmul_cost
 from symcost.model.dims import fmt_shape
 from symcost.errors import SymcostError
-from symcost.model.graph import Graph, OpNode, build
+from symcost.model.graph import Graph, OpNode
+from symcost.model.builder import build
 from symcost.lang.parse import load
 
 ZERO = sp.Integer(0)

@@ -1,0 +1,379 @@
+"""Syntax to graph: blocks, repeats and options elaborated into shape-checked op nodes with multiplicities.
+
+A `repeat L { … }` body is built once with multiplicity L (never unrolled), unless `unroll=True`
+asks for the concrete walk used to cross-check the symbolic totals.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy as sp
+
+from symcost.errors import Loc, SymcostError, suggest
+from symcost.lang import syntax as S
+from symcost.lang.syntax import Module
+from symcost.model.calls import Calls, kind_phrase
+from symcost.model.dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
+from symcost.model.graph import Family, Graph, Param, Storage, Tensor
+from symcost.model.scope import Ctx, Scope, assigned
+from symcost.ops.registry import OPS, PHASES, Build, numel
+
+ONE = sp.Integer(1)
+
+
+class Builder(Calls):
+    """Elaborates a module: declarations first (declare), then the statements (build)."""
+
+    def __init__(
+        self,
+        module: Module,
+        *,
+        options: dict[str, bool] | None = None,
+        dtype: str | None = None,
+        values: dict[str, int] | None = None,
+        unroll: bool = False,
+        phase: str = "train",
+    ):
+        if phase not in PHASES:
+            raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
+        self.phase = phase
+        self.build_info = Build(phase)
+        self._next_region = 0
+        self._allreduced: set[int] = set()  # inputs of column-parallel layers whose gradient is already all-reduced
+        self.module = module
+        self.option_overrides = dict(options or {})
+        self.dtype_override = dtype
+        self.value_overrides = dict(values or {})
+        self.unroll = unroll
+        self.env = Env()
+        self.blocks: dict[str, S.BlockDef] = {}
+        self.global_tensors: dict[str, Tensor] = {}
+        self.kinds: dict[str, str] = {}
+        self.input_names: set[str] = set()
+        self.graph: Graph | None = None
+        self._next_storage = 0
+        self._used_paths: set[str] = set()
+
+    # ---- names --------------------------------------------------------------------------------
+    def _claim(self, kind: str):
+        def claim(name: str, loc: Loc) -> None:
+            if name in self.kinds:
+                raise SymcostError(f"'{name}' is already declared as {kind_phrase(self.kinds[name])}", loc)
+            if name in self.input_names:
+                raise SymcostError(f"'{name}' is already declared as an input", loc)
+            if name in OPS and kind == "block":
+                raise SymcostError(f"block '{name}' has the name of a built-in op", loc)
+            self.kinds[name] = kind
+
+        return claim
+
+    # ---- declarations -------------------------------------------------------------------------
+    def declare(self) -> Graph:
+        """The declarations only (dims, dtypes, options, blocks): enough to read --set against, without building.
+        Idempotent: build() after declare() elaborates the statements against the same environment."""
+        if self.graph is not None:
+            return self.graph
+        model = next((i for i in self.module.items if isinstance(i, S.ModelDecl)), None)
+        name = model.name if model else self.module.path.rsplit("/", 1)[-1].removesuffix(".arch")
+        self.graph = Graph(name, model.title if model else None, self.module.path, self.env, phase=self.phase)
+        stmts = []
+        for item in self.module.items:
+            if isinstance(item, S.DimDecl):
+                self.env.add_dim(item, self._claim("dimension"))
+            elif isinstance(item, S.DtypeDecl):
+                self.env.add_dtype(item, self._claim("dtype"))
+            elif isinstance(item, S.DefaultDtype):
+                self.env.default_dtype = self.env.dtype(item.name, item.loc)
+            elif isinstance(item, S.OptionDecl):
+                self._claim("option")(item.name, item.loc)
+                self.env.options[item.name] = item.value
+                self.env.option_docs[item.name] = item.doc
+            elif isinstance(item, S.BlockDef):
+                self._claim("block")(item.name, item.name_loc or item.loc)
+                if not item.body or not isinstance(item.body[-1], S.Return):
+                    raise SymcostError(f"block '{item.name}' must end with a return statement", item.name_loc or item.loc)
+                self.blocks[item.name] = item
+            elif isinstance(item, (S.ParamDecl, S.InputDecl)):
+                stmts.append(item)
+            elif isinstance(item, S.ModelDecl):
+                if item is not model:
+                    raise SymcostError("a spec has one model declaration", item.loc)
+            else:
+                stmts.append(item)
+        self._phase_setup()
+        for item in stmts:  # inputs and params are claimed, in file order, before any statement runs
+            if isinstance(item, S.ParamDecl):
+                self._claim("parameter")(item.name, item.loc)
+            elif isinstance(item, S.InputDecl):
+                if item.name in self.kinds:
+                    raise SymcostError(f"'{item.name}' is already declared as {kind_phrase(self.kinds[item.name])}", item.loc)
+                if item.name in self.input_names:
+                    raise SymcostError(f"input '{item.name}' is declared twice", item.loc)
+                self.input_names.add(item.name)
+        self._apply_overrides()
+        self._statements = stmts
+        return self.graph
+
+    def build(self) -> Graph:
+        """Declarations, then the statements: the whole graph."""
+        self.declare()
+        stmts = self._statements
+        token = set_derived(self.env.derived_defs()) if not self.env.values else None
+        try:
+            top = Scope()
+            ctx = Ctx("", ONE)
+            for item in stmts:
+                if isinstance(item, S.ParamDecl):
+                    self._declare_param(item, top)
+                elif isinstance(item, S.InputDecl):
+                    self._declare_input(item, top)
+                else:
+                    self._stmt(item, top, ctx, {}, in_block=False)
+        except RecursionError:
+            raise SymcostError("the spec nests too deeply to build (blocks calling blocks, or nested repeats)") from None
+        finally:
+            if token is not None:
+                reset_derived(token)
+        if self.phase == "decode" and not any(op.op == "cache" for op in self.graph.ops):
+            raise SymcostError(f"--phase decode: {self.module.path} keeps nothing for later tokens; mark the keys and "
+                               "values that generation caches with cache(...)")
+        return self.graph
+
+    def _phase_setup(self) -> None:
+        """The built-in option `training`, and for decoding: one new token (s = 1) against c cached ones."""
+        if "training" in self.kinds:
+            raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
+                               self.env.dims["training"].loc if "training" in self.env.dims else None)
+        self.env.options["training"] = self.phase == "train"
+        self.env.option_docs["training"] = "built in: true in the train phase, false in prefill and decode"
+        if self.phase != "decode":
+            return
+        if "s" not in self.env.dims:
+            raise SymcostError("--phase decode needs the spec's sequence dimension to be named s")
+        if "c" in self.env.dims:
+            raise SymcostError("--phase decode adds the dimension c (cached tokens); the spec already has a c",
+                               self.env.dims["c"].loc)
+        self.env.fixed["s"] = sp.Integer(1)
+        s_sym = self.env.dims["s"].symbol
+        for name, dim in list(self.env.dims.items()):  # derived dims made from s follow it (n = b*s)
+            if dim.definition is not None and s_sym in dim.definition.free_symbols:
+                self.env.dims[name] = replace(dim, definition=dim.definition.xreplace({s_sym: sp.Integer(1)}))
+        self.env.add_dim(S.DimDecl("c", None, "tokens in the KV cache", None, None), lambda *_: None)
+        self.build_info = Build("decode", self.env.dims["c"].symbol)
+
+    def set_options(self, options: dict[str, bool]) -> None:
+        """Flip declared options after declare() and before build()."""
+        self.option_overrides.update(options)
+        self._apply_options()
+
+    def _apply_options(self) -> None:
+        for key, value in self.option_overrides.items():
+            if key == "training":
+                raise SymcostError("'training' follows --phase (train, prefill or decode); it cannot be set")
+            if key not in self.env.options:
+                raise SymcostError(f"unknown option '{key}'", None, suggest(key, self.env.options))
+            self.env.options[key] = value
+
+    def _apply_overrides(self) -> None:
+        self._apply_options()
+        if self.dtype_override:
+            self.env.default_dtype = self.env.dtype(self.dtype_override, None)
+        if self.value_overrides:
+            for key, value in self.value_overrides.items():
+                dim = self.env.dims.get(key)
+                if dim is None:
+                    raise SymcostError(f"unknown dimension '{key}'", None, suggest(key, self.env.dims))
+                if dim.definition is not None:
+                    raise SymcostError(f"'{key}' is derived ({key} = {dim.definition}); set the dims it is made of")
+                self.env.values[dim.symbol] = sp.Integer(value)
+            missing = [d.name for d in self.env.free_dims() if d.symbol not in self.env.values]
+            if missing:
+                raise SymcostError("a concrete walk needs every dimension; missing: " + ", ".join(missing))
+            for dim in self.env.dims.values():
+                if dim.definition is not None:
+                    v = dim.definition.xreplace(self.env.values)
+                    if not (v.is_Integer and v > 0):
+                        raise SymcostError(
+                            f"derived dimension {dim.name} = {dim.definition} is {v}, not a positive integer", dim.loc
+                        )
+
+    def _tensor_type(self, tt: S.TensorType, local: dict) -> tuple[tuple, DType]:
+        shape = tuple(self.env.dim_expr(e, local) for e in tt.shape)
+        for e, size in zip(tt.shape, shape):
+            if is_bad_size(size):
+                raise SymcostError(f"a tensor size must be a positive integer, not {size}", e.loc)
+        dtype = self.env.dtype(tt.dtype, tt.loc) if tt.dtype else self.env.default_dtype
+        return shape, dtype
+
+    def _declare_param(self, item: S.ParamDecl, top: Scope) -> None:
+        shape, dtype = self._tensor_type(item.type, {})
+        param = Param(item.name, shape, dtype, ONE, item.loc)
+        self.graph.params.append(param)
+        t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "parameter", is_param=True)
+        self.global_tensors[item.name] = t
+
+    def _declare_input(self, item: S.InputDecl, top: Scope) -> None:
+        shape, dtype = self._tensor_type(item.type, {})
+        t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "input")
+        self.graph.inputs.append(t)
+        top.names[item.name] = t
+
+    def _new_tensor(self, name, shape, dtype, mult, creator, label, is_param=False, sharded=False,
+                    tags=frozenset()) -> Tensor:
+        sid = self._next_storage
+        self._next_storage += 1
+        nbytes = numel(shape) * dtype.nbytes
+        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label, frozenset(tags), sharded)
+        return Tensor(name, shape, dtype, sid, nbytes, is_param, sharded)
+
+    def _unique(self, path: str) -> str:
+        if path not in self._used_paths:
+            self._used_paths.add(path)
+            return path
+        i = 2
+        while f"{path}.{i}" in self._used_paths:
+            i += 1
+        self._used_paths.add(f"{path}.{i}")
+        return f"{path}.{i}"
+
+    # ---- statements ---------------------------------------------------------------------------
+    def _stmt(self, st, scope: Scope, ctx: Ctx, bools: dict, in_block: bool):
+        if isinstance(st, S.Assign):
+            self._assign(st, scope, ctx, bools)
+        elif isinstance(st, S.Repeat):
+            self._repeat(st, scope, ctx, bools)
+        elif isinstance(st, S.Experts):
+            self._experts(st, scope, ctx, bools, in_block)
+        elif isinstance(st, S.Fused):
+            self._next_region += 1
+            inner = Ctx(ctx.prefix, ctx.mult, ctx.calls, ctx.param_mult, ctx.tags | {f"fused:{self._next_region}"})
+            for s in st.body:
+                self._stmt(s, scope, inner, bools, in_block)
+        elif isinstance(st, S.If):
+            self._if(st, scope, ctx, bools, in_block)
+        elif isinstance(st, S.Return):
+            raise SymcostError("'return' is only allowed as the last statement of a block", st.loc)
+        elif isinstance(st, S.ParamDecl):  # in an `if` branch: a parameter whose shape an option chooses
+            if in_block or ctx.mult != 1 or ctx.prefix:
+                raise SymcostError("a param is declared at the top level (or in a top-level if), not in a block or repeat",
+                                   st.loc)
+            self._claim("parameter")(st.name, st.loc)
+            self._declare_param(st, scope)
+
+    def _cond(self, name: str, loc: Loc, bools: dict) -> bool:
+        if name in bools:
+            return bools[name]
+        if name in self.env.options:
+            return self.env.options[name]
+        raise SymcostError(f"unknown option '{name}'", loc, suggest(name, [*self.env.options, *bools]))
+
+    def _if(self, st: S.If, scope: Scope, ctx: Ctx, bools: dict, in_block: bool) -> None:
+        value = self._cond(st.option, st.option_loc or st.loc, bools) != st.negated
+        taken, other = (st.then, st.orelse) if value else (st.orelse, st.then)
+        if other:  # check the branch not taken too, then forget what it built
+            saved = self._snapshot()
+            shadow = Scope(scope)
+            shadow.carried = set(scope.carried)
+            try:
+                for s in other:
+                    self._stmt(s, shadow, ctx, bools, in_block)
+            finally:
+                self._restore(saved)
+        for s in taken:
+            self._stmt(s, scope, ctx, bools, in_block)
+
+    def _snapshot(self):
+        g = self.graph
+        return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
+                dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits))
+
+    def _restore(self, snap) -> None:
+        g = self.graph
+        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits = snap
+        self.kinds, self.global_tensors = kinds, tensors
+        del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:], g.expert_counts[n_experts:], g.splits[n_splits:]
+        for sid in range(n_st, self._next_storage):
+            g.storages.pop(sid, None)
+        self._next_storage = n_st
+        self._used_paths = used
+
+    def _repeat(self, st: S.Repeat, scope: Scope, ctx: Ctx, bools: dict) -> None:
+        count = self.env.dim_expr(st.count, self._locals(scope))
+        if is_bad_size(count):
+            raise SymcostError(f"a repeat count must be a positive integer, not {count}", st.count.loc)
+        names = [n for n in dict.fromkeys(assigned(st.body, self.env.options, bools)) if isinstance(scope.lookup(n), Tensor)]
+        if self.unroll:
+            if not count.is_Integer:
+                raise SymcostError(f"cannot unroll a repeat whose count {count} is not a number", st.count.loc)
+            for _ in range(int(count)):
+                body = Scope(scope, frozenset(names))
+                for s in st.body:
+                    self._stmt(s, body, ctx, bools, in_block=False)
+                for n in names:
+                    scope.rebind(n, body.names.get(n, scope.lookup(n)))
+            return
+        mult = ctx.mult * count
+        self._next_region += 1
+        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * count,
+                       ctx.tags | {f"repeat:{self._next_region}"})
+        body = Scope(scope, frozenset(names))
+        inits = {n: scope.lookup(n) for n in names}
+        for n, init in inits.items():
+            body.names[n] = self._new_tensor(n, init.shape, init.dtype, mult, ctx.prefix + n, "loop-carried",
+                                             sharded=init.sharded, tags=body_ctx.tags)
+        carried = dict(body.names)
+        for s in st.body:
+            self._stmt(s, body, body_ctx, bools, in_block=False)
+        for n in names:
+            out = body.names[n]
+            cin = carried[n]
+            if out is cin:
+                continue  # not actually rebound on this path
+            if len(out.shape) != len(cin.shape) or not all(dims_equal(p, q) for p, q in zip(out.shape, cin.shape)):
+                raise SymcostError(
+                    f"the repeated body changes the shape of '{n}' from {fmt_shape(cin.shape)} to "
+                    f"{fmt_shape(out.shape)}; a carried tensor must keep its shape",
+                    st.loc,
+                )
+            final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output",
+                                     sharded=out.sharded, tags=ctx.tags)
+            self.graph.families.append(Family(cin.storage, inits[n].storage, out.storage, final.storage, count, ctx.mult))
+            scope.rebind(n, final)
+
+    def _experts(self, st: S.Experts, scope: Scope, ctx: Ctx, bools: dict, in_block: bool) -> None:
+        """The body once, with parameters × E and everything a token does × k (tokens are routed to k experts)."""
+        local = self._locals(scope)
+        count = self.env.dim_expr(st.count, local)
+        active = self.env.dim_expr(st.active, local)
+        for node, v in ((st.count, count), (st.active, active)):
+            if is_bad_size(v):
+                raise SymcostError(f"an expert count must be a positive integer, not {v}", node.loc)
+        if count.is_number and active.is_number and active > count:
+            raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
+        self._next_region += 1
+        self.graph.expert_counts.append((count, st.count.loc))
+        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count,
+                    ctx.tags | {f"experts:{self._next_region}"})
+        for s in st.body:
+            self._stmt(s, scope, inner, bools, in_block)
+
+    def _locals(self, scope: Scope) -> dict:
+        out, chain = {}, []
+        s = scope
+        while s is not None:
+            chain.append(s)
+            s = s.parent
+        for s in reversed(chain):
+            out.update(s.names)
+        return out
+
+
+
+def build(module: Module, **kwargs) -> Graph:
+    """Elaborate a loaded module into a graph (see Builder for the options)."""
+    return Builder(module, **kwargs).build()
+
+
+def environment(module: Module, **kwargs):
+    """The names a module declares (its Env), without building its graph."""
+    return Builder(module, **kwargs).declare().env

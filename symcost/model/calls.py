@@ -1,0 +1,335 @@
+"""Calls in a spec: an op's arguments bound and converted, its rule run and its node recorded; a block elaborated."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+
+import sympy as sp
+
+from symcost.cost.record import Cost
+from symcost.errors import SymcostError, source_line, suggest
+from symcost.lang import syntax as S
+from symcost.model.dims import dims_equal, fmt_shape, is_bad_size
+from symcost.model.graph import BlockNode, OpNode, Param, Tensor
+from symcost.model.scope import Ctx, Scope
+from symcost.ops.registry import OPS, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel, usage
+
+
+class Calls:
+    """The part of the Builder that elaborates calls (mixed into model.builder.Builder)."""
+
+    def _assign(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> None:
+        call = st.call
+        if call.name in self.blocks:
+            outputs = self._call_block(st, scope, ctx, bools)
+        elif call.name in OPS:
+            outputs = self._call_op(st, scope, ctx, bools)
+        else:
+            raise SymcostError(
+                f"unknown op or block '{call.name}'", call.loc, suggest(call.name, [*OPS, *self.blocks])
+            )
+        if len(outputs) != len(st.targets):
+            raise SymcostError(
+                f"'{call.name}' returns {len(outputs)} tensor{'s' if len(outputs) != 1 else ''} "
+                f"but {len(st.targets)} name{'s are' if len(st.targets) != 1 else ' is'} assigned",
+                st.loc,
+            )
+        for target, t in zip(st.targets, outputs):
+            if target.id in self.kinds:
+                raise SymcostError(f"'{target.id}' is already declared as {kind_phrase(self.kinds[target.id])}", target.loc)
+            scope.bind(target.id, Tensor(target.id, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param, t.sharded),
+                       target.loc)
+
+    def _tensor_arg(self, node, scope: Scope, what: str) -> Tensor:
+        if not isinstance(node, S.Name):
+            raise SymcostError(f"{what} must be a tensor name", node.loc)
+        value = scope.lookup(node.id)
+        if value is None:
+            value = self.global_tensors.get(node.id)
+        if isinstance(value, Tensor):
+            return value
+        if node.id in self.kinds:
+            raise SymcostError(f"'{node.id}' is {kind_phrase(self.kinds[node.id])}, not a tensor", node.loc)
+        if value is not None:
+            raise SymcostError(f"'{node.id}' is a block argument that is not a tensor", node.loc)
+        names = [n for n, v in self._locals(scope).items() if isinstance(v, Tensor)] + list(self.global_tensors)
+        raise SymcostError(f"unknown tensor '{node.id}'", node.loc, suggest(node.id, names))
+
+    def _bool_arg(self, node, scope: Scope, bools: dict) -> bool:
+        if isinstance(node, S.Bool):
+            return node.value
+        if isinstance(node, S.Name):
+            return self._cond(node.id, node.loc, bools)
+        raise SymcostError("expected true, false or an option name", node.loc)
+
+    def _convert(self, kind, node, scope: Scope, bools: dict, what: str):
+        if kind is T:
+            return self._tensor_arg(node, scope, what)
+        if kind is Dim:
+            return self.env.dim_expr(node, self._locals(scope))
+        if kind is Dims:
+            items = node.items if isinstance(node, S.ListLit) else (node,)
+            return tuple(self.env.dim_expr(e, self._locals(scope)) for e in items)
+        if kind is Axis:
+            value = self.env.dim_expr(node, {})
+            if not value.is_Integer:
+                raise SymcostError(f"{what} must be an integer axis, not {value}", node.loc)
+            return int(value)
+        if kind is bool:
+            return self._bool_arg(node, scope, bools)
+        if isinstance(kind, Word):
+            if not isinstance(node, S.Name) or node.id not in kind.choices:
+                shown = node.id if isinstance(node, S.Name) else "this"
+                raise SymcostError(f"{what} must be one of {', '.join(kind.choices)}, not {shown}", node.loc,
+                                   suggest(shown, kind.choices))
+            return node.id
+        if kind is DTypeName:
+            if not isinstance(node, S.Name):
+                raise SymcostError(f"{what} must be a dtype name", node.loc)
+            return self.env.dtype(node.id, node.loc)
+        raise TypeError(kind)  # pragma: no cover - an op declared an unknown annotation
+
+    def _bind_op_args(self, st: S.Assign, scope: Scope, bools: dict) -> dict:
+        call = st.call
+        opdef = OPS[call.name]
+        params = list(opdef.signature.parameters.values())
+        positional = list(call.args)
+        kwargs = {k.name: k for k in call.kwargs}
+        bound: dict = {}
+        star = None
+        for p in params:
+            kind = p.annotation
+            if kind is Build:
+                if p.name in kwargs:
+                    raise SymcostError(f"{call.name} has no argument '{p.name}' ({usage(call.name)})", kwargs[p.name].loc)
+                bound[p.name] = self.build_info
+                continue
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                star = p.name
+                bound[p.name] = tuple(self._convert(kind, a, scope, bools, f"{call.name}: argument") for a in positional)
+                positional = []
+                continue
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and positional:
+                node = positional.pop(0)
+                if p.name in kwargs:
+                    raise SymcostError(f"{call.name}: '{p.name}' is given twice", kwargs[p.name].loc)
+            elif p.name in kwargs:
+                node = kwargs.pop(p.name).value
+            elif p.default is not inspect.Parameter.empty:
+                bound[p.name] = p.default
+                continue
+            else:
+                raise SymcostError(f"{call.name}: missing argument '{p.name}' ({usage(call.name)})", call.loc)
+            bound[p.name] = self._convert(kind, node, scope, bools, f"{call.name}: '{p.name}'")
+        if positional:
+            n = sum(1 for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            raise SymcostError(
+                f"{call.name} takes at most {n} positional argument{'s' if n != 1 else ''}, got {len(call.args)} "
+                f"({usage(call.name)})",
+                positional[0].loc,
+            )
+        if kwargs:
+            name, kw = next(iter(kwargs.items()))
+            names = [p.name for p in params if p.name != star and p.annotation is not Build]
+            raise SymcostError(
+                f"{call.name} has no argument '{name}' ({usage(call.name)})", kw.loc, suggest(name, names)
+            )
+        return bound
+
+    def _call_op(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
+        call = st.call
+        opdef = OPS[call.name]
+        bound = self._bind_op_args(st, scope, bools)
+        views: dict[int, Tensor] = {}
+        args = {}
+        for name, value in bound.items():
+            if isinstance(value, Tensor):
+                args[name] = self._as_t(value, views)
+            elif isinstance(value, tuple) and value and isinstance(value[0], Tensor):
+                args[name] = tuple(self._as_t(v, views) for v in value)
+            else:
+                args[name] = value
+        positional, keywords = [], {}
+        for p in opdef.signature.parameters.values():
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                positional.extend(args[p.name])
+            elif p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+                positional.append(args[p.name])
+            else:
+                keywords[p.name] = args[p.name]
+        try:
+            rule = opdef.fn(*positional, **keywords)
+        except SymcostError as e:
+            raise e.with_loc(call.loc) from None
+        for out in rule.outputs:
+            bad = next((x for x in out.shape if is_bad_size(x)), None)
+            if bad is not None:
+                raise SymcostError(
+                    f"{call.name} would make a tensor of shape {fmt_shape(out.shape)}: {bad} is not a positive size",
+                    call.loc,
+                )
+        path = self._unique(ctx.prefix + st.targets[0].id)
+        inputs = list(views.values())
+        floating = next((t.dtype for t in inputs if t.dtype.floating), None)
+        # tensor parallelism: a column-parallel linear shards its output, a row-parallel one gathers it back
+        parallel = bound.get("parallel", "none") if call.name == "linear" else "none"
+        activations = [t for t in inputs if not t.is_param]
+        if parallel == "row" and not (activations and activations[0].sharded):
+            raise SymcostError("linear: a row-parallel layer needs a sharded input (the output of a column-parallel "
+                               "layer, or something computed from one)", call.loc)
+        out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations))
+        if rule.splits and any(t.sharded for t in activations):
+            self.graph.splits.extend((size, call.loc) for size in rule.splits)
+        outputs, out_map = [], {}
+        for i, out in enumerate(rule.outputs):
+            name = st.targets[i].id if i < len(st.targets) else f"{path}#{i}"
+            if out.view_of is not None:
+                base = views[id(out.view_of)]
+                dtype = out.dtype or base.dtype  # a view has its base's element type
+                read = base.read_bytes if out.expand else numel(out.shape) * dtype.nbytes
+                t = Tensor(name, tuple(out.shape), dtype, base.storage, read, False, base.sharded)
+            else:
+                dtype = out.dtype or floating or self.env.default_dtype
+                t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output", sharded=out_sharded,
+                                     tags=ctx.tags)
+            outputs.append(t)
+            out_map[id(out)] = t
+        created = []
+        for np_ in rule.params:
+            active = None if ctx.param_mult is None else ctx.mult
+            sharded = parallel == "column" or (parallel == "row" and np_.name != "bias")
+            axis = (0 if parallel == "column" else 1) if sharded else None
+            param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active,
+                          sharded, axis)
+            self.graph.params.append(param)
+            created.append(param)
+        saves = []
+        inference = self.phase != "train"
+        for s in () if inference else rule.saves:  # nothing is kept for a backward pass when generating
+            if isinstance(s, Internal):
+                dtype = self.env.dtype(s.dtype, None)
+                saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label,
+                                              sharded=out_sharded, tags=ctx.tags).storage)
+            elif id(s) in out_map:
+                saves.append(out_map[id(s)].storage)
+            else:
+                t = views[id(s)]
+                if not t.is_param:
+                    saves.append(t.storage)
+        # per instance of this op: parameters exist params/mult times as often as the op runs (E/k for an expert)
+        share = ctx.params / ctx.mult
+        numel_created = sp.Add(*(p.numel for p in created))
+        param_bytes = sp.Add(*(p.numel * p.dtype.nbytes for p in created))
+        weight_reads = sp.Integer(0)
+        if all(o.view_of is not None for o in rule.outputs):
+            io = sp.Integer(0)
+        else:
+            if rule.reads is None:
+                weight_reads = sp.Add(*(t.read_bytes * share for t in inputs if t.is_param)) + param_bytes * share
+                reads = sp.Add(*(t.read_bytes for t in inputs if not t.is_param)) + weight_reads
+            else:  # the rule says what it reads; a None entry for the table means "the rows of the output"
+                rows = outputs[0].nbytes
+                reads = sp.Add(*(rows if n is None else n for x, n in rule.reads if x is not None or n is None))
+            io = reads + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
+        # the traffic of sharded tensors and weights, which tensor parallelism divides among the devices
+        io_sharded = sp.Integer(0)
+        if io != 0:
+            io_sharded = sp.Add(*(t.read_bytes for t in inputs if t.sharded and not t.is_param)) + sp.Add(
+                *(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None and t.sharded)
+            ) + sp.Add(*(p.numel * p.dtype.nbytes * share for p in created if p.sharded))
+        cost = rule.cost + Cost(
+            params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io,
+            weight_reads=weight_reads, io_sharded=io_sharded,
+        )
+        if inference:
+            cost = replace(cost, macs_bwd=sp.Integer(0), mm_outputs_bwd=sp.Integer(0), other_bwd=sp.Integer(0))
+        text = (source_line(st.loc) or "").split("#", 1)[0].strip()
+        attrs = tuple((k, bound[k]) for k in ("parallel", "causal") if k in bound)
+        op_sharded = any(t.sharded for t in (*activations, *outputs)) or any(p.sharded for p in created)
+        comm_fwd = outputs[0].nbytes if parallel == "row" else sp.Integer(0)
+        comm_bwd = sp.Integer(0)
+        if parallel == "column" and not inference and activations[0].storage not in self._allreduced:
+            # the gradients of q, k and v (or gate and up) w.r.t. their shared input are summed, then all-reduced once
+            self._allreduced.add(activations[0].storage)
+            comm_bwd = activations[0].nbytes
+        self.graph.ops.append(
+            OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
+                   tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, attrs, op_sharded, comm_fwd, comm_bwd)
+        )
+        return outputs
+
+    @staticmethod
+    def _as_t(t: Tensor, views: dict) -> T:
+        view = T(t.shape, t.dtype)
+        views[id(view)] = t
+        return view
+
+    def _call_block(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
+        call = st.call
+        bdef = self.blocks[call.name]
+        if call.name in ctx.calls:
+            raise SymcostError(f"block '{call.name}' calls itself (through {' -> '.join(ctx.calls)})", call.loc)
+        if len(call.args) > len(bdef.params):
+            raise SymcostError(
+                f"block '{bdef.name}' takes {len(bdef.params)} argument{'s' if len(bdef.params) != 1 else ''}, "
+                f"got {len(call.args) + len(call.kwargs)}",
+                call.loc,
+            )
+        given = dict(zip((p.name for p in bdef.params), call.args))
+        for kw in call.kwargs:
+            if kw.name not in {p.name for p in bdef.params}:
+                raise SymcostError(f"block '{bdef.name}' has no argument '{kw.name}'", kw.loc, suggest(kw.name, [p.name for p in bdef.params]))
+            if kw.name in given:
+                raise SymcostError(f"block '{bdef.name}': '{kw.name}' is given twice", kw.loc)
+            given[kw.name] = kw.value
+        inner = Scope()
+        inner_bools: dict = {}
+        arg_storages = []
+        for p in bdef.params:
+            if p.name not in given:
+                raise SymcostError(f"block '{bdef.name}': missing argument '{p.name}'", call.loc)
+            node = given[p.name]
+            if p.kind == "tensor":
+                t = self._tensor_arg(node, scope, f"argument '{p.name}' of block '{bdef.name}'")
+                if p.type is not None:
+                    want, _ = self._tensor_type(p.type, self._locals(inner))
+                    if len(want) != len(t.shape) or not all(dims_equal(a, b) for a, b in zip(want, t.shape)):
+                        raise SymcostError(
+                            f"block '{bdef.name}' expects {p.name}: {fmt_shape(want)} but got "
+                            f"'{node.id}' of shape {fmt_shape(t.shape)}",
+                            node.loc,
+                        )
+                inner.names[p.name] = Tensor(p.name, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param, t.sharded)
+                arg_storages.append(t.storage)
+            elif p.kind == "dim":
+                inner.names[p.name] = self.env.dim_expr(node, self._locals(scope))
+            else:
+                inner_bools[p.name] = self._bool_arg(node, scope, bools)
+                inner.names[p.name] = inner_bools[p.name]
+        path = self._unique(ctx.prefix + bdef.name)
+        self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages)))
+        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name), ctx.param_mult, ctx.tags)
+        body = bdef.body
+        if not body or not isinstance(body[-1], S.Return):
+            raise SymcostError(f"block '{bdef.name}' must end with a return statement", bdef.loc)
+        try:
+            for s in body[:-1]:
+                self._stmt(s, inner, inner_ctx, inner_bools, in_block=True)
+        except SymcostError as e:
+            if e.hint is None and e.loc is not None and e.loc.line != call.loc.line:
+                e.hint = f"in block '{bdef.name}' called at {call.loc}"
+            raise
+        outs = []
+        for name in body[-1].names:
+            value = inner.lookup(name.id)
+            if not isinstance(value, Tensor):
+                raise SymcostError(f"block '{bdef.name}' returns '{name.id}', which is not a tensor of the block", name.loc)
+            outs.append(value)
+        return outs
+
+
+
+def kind_phrase(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
