@@ -1,0 +1,1 @@
+"""Numeric analyses of derived closed forms."""
