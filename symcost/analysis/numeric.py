@@ -182,12 +182,16 @@ def _condition(cond):
         return type(cond)(num, sp.Integer(0), evaluate=False)
     if isinstance(cond, (sp.And, sp.Or, sp.Not)):
         return type(cond)(*(_condition(c) for c in cond.args), evaluate=False)
+    if isinstance(cond, sp.ITE):
+        return _Where(*(_condition(c) for c in cond.args))
+    if cond in (sp.true, sp.false):
+        return cond
     raise SymcostError(f"cannot compile the condition {cond}")
 
 
 def _integral(expr) -> bool:
     """Built only from integers, symbols, +, ×, whole powers and the inert functions."""
-    if expr.is_Integer or expr.is_Symbol:
+    if expr in (sp.true, sp.false) or expr.is_Integer or expr.is_Symbol:
         return True
     if isinstance(expr, sp.Pow):
         return expr.exp.is_Integer and expr.exp >= 0 and _integral(expr.base)
@@ -267,6 +271,8 @@ class _Emitter:
         return out
 
     def node(self, expr) -> int:
+        if expr in (sp.true, sp.false):
+            return self.const(int(expr is sp.true))
         if expr.is_Integer:
             return self.const(int(expr))
         if expr not in self.regs:
