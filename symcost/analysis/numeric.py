@@ -13,20 +13,20 @@ from ..errors import SymcostError, suggest
 
 # How it works.
 #
-# 1. Integer form. Each metric is rewritten, from its expression objects, as a quotient N / D where N and D use only
+# 1. Integer form. Each metric is rewritten, from its expression objects, as W + N / D where W, N and D use only
 #    integers, the arguments, +, −, ×, whole powers, and the inert functions below (maximum, minimum, floor division,
-#    absolute value, select). Rational coefficients and negative powers go over a common denominator (sympy.together);
-#    Max/Min/Piecewise/floor/ceiling are put in integer form argument by argument (`_barrier`). Arguments are whole
-#    numbers, so every intermediate of N and D is an integer.
-# 2. Bound. For N and D a majorant B is built (`_bound`): coefficients made positive, subtractions made additions,
+#    absolute value, select). Terms with rational coefficients or negative powers go over a common denominator
+#    (sympy.together); the others stay in W, unscaled. Max/Min/Piecewise/floor/ceiling are put in integer form argument
+#    by argument (`_barrier`). Arguments are whole numbers, so every intermediate of W, N and D is an integer.
+# 2. Bound. For W, N and D a majorant B is built (`_bound`): coefficients made positive, subtractions made additions,
 #    a max of the parts for the functions. B is at least 1, at least |x| for every intermediate x of the expression
 #    (any sub-sum or sub-product, hence also what CSE shares), and is itself monotone, so B computed in float64 reaches
 #    2**53 exactly when the true B does.
-# 3. Rule. A point is exact in float64 when B(N) < 2**53 and B(D) < 2**53: then every integer on the way is below 2**53,
-#    every float64 +, −, ×, max, min, floor division is exact, and the one final division N / D is correctly rounded.
-#    Elsewhere the same program runs on numpy object arrays of Python ints and the point gets its exact int or
-#    Fraction (`Result.exact`). For metrics without a denominator (most of them) B(N) is often N itself, so the rule
-#    costs one comparison per metric.
+# 3. Rule. A point is exact in float64 when B(W) + B(N) < 2**53 and B(D) < 2**53: then every integer on the way is
+#    below 2**53 and every float64 +, −, ×, max, min, floor division on it is exact; only N / D rounds, so a whole
+#    value comes out exact and any other within one ulp (`_value`). Elsewhere the same program runs on numpy object
+#    arrays of Python ints and the point gets its exact int or Fraction (`Result.exact`). For sums of positive terms B
+#    is the value itself, and a chunk is checked with one max-reduction per metric.
 # 4. Program. All N, D and bounds go through sympy.cse together, then a tree walker (`_Emitter`) turns them into a flat
 #    list of numpy ufunc calls over registers, freeing each register after its last use. No text is parsed or
 #    evaluated: no sympify, parse_expr, lambdify, eval or exec. Large grids run in chunks of BLOCK points, on several
@@ -420,10 +420,10 @@ def compile_exprs(exprs: dict[str, sp.Expr], args: Sequence[sp.Symbol]) -> "Comp
 class Result(dict):
     """Metric name → float64 array over the broadcast grid of the arguments.
 
-    At every point the array holds the exact value rounded to the nearest float64: whole values stay whole and exact
-    while every intermediate is below 2**53. Where that rule fails, `exact[name]` maps the point's index tuple to its
-    exact value (an int, or a Fraction when not whole); the array holds that value rounded. `objects(name)` gives the
-    exact value at every point.
+    Where every intermediate stays below 2**53 (the rule in this module's notes) a whole value is held exactly and any
+    other within one ulp. Where the rule fails, `exact[name]` maps the point's index tuple to its exact value (an int,
+    or a Fraction when not whole) and the array holds that value correctly rounded. `objects(name)` gives the exact
+    value at every point as an object array.
     """
 
     def __init__(self, values: dict, exact: dict, compiled: "Compiled", floats: list):
