@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from symcost.analysis.numeric import compile_exprs  # noqa: E402
-from symcost.derive import derive_file  # noqa: E402
+from symcost.cost.accounting import derive_file  # noqa: E402
 
 # Sizes per dimension: the open grid takes each list on its own axis.
 SIZES = {
