@@ -41,7 +41,7 @@ def run(req: Request) -> "Analysis":
     if spec is None:
         raise SymcostError("give a spec (a file or a shipped name such as llama), or a preset or HF config that "
                            "chooses one by model_type")
-    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase)
+    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel)
     env = builder.declare().env
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None
@@ -55,8 +55,7 @@ def run(req: Request) -> "Analysis":
     graph = builder.build()
     report = account(graph, req.flops, tuple(req.keep), recompute=req.recompute, flash=req.flash_attention,
                      tp=degrees["tp"], sp=req.sp, causal=req.causal, pp=degrees["pp"], ep=degrees["ep"],
-                     other=req.other_flops, embedding=req.embedding_flops, stage=req.stage,
-                     vocab_parallel=req.vocab_parallel)
+                     other=req.other_flops, embedding=req.embedding_flops, stage=req.stage)
     analysis = Analysis(req, report, dict(values), resolved, dp)
     analysis.at()  # check the given values now: derived dims whole, degrees that divide what they split
     return analysis

@@ -57,7 +57,7 @@ TABLE: tuple[Setting, ...] = (
             "--tp)", False, header="with sequence parallelism", needs="tp"),
     Setting("vocab_parallel", "flag", "under --tp, shard the embedding table and the LM head by vocabulary as "
             "Megatron-LM and vLLM do (default); --no-vocab-parallel keeps them whole on every device", True,
-            header="embedding and head replicated", needs="tp"),
+            stage="build", header="embedding and head replicated", needs="tp"),
     Setting("pp", "degree", "pipeline-parallel degree: each device holds L/P of every repeated layer; stage-boundary "
             "traffic is reported (a number or a name)", None, metavar="P",
             header="per device of a pipeline of {} stages"),

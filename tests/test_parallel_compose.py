@@ -71,13 +71,16 @@ def test_per_device_parameters_add_back_to_the_whole_model(spec, t, e, p, symbol
 
 @pytest.mark.parametrize("args, expected", [
     # Llama-3-8B: 32 layers of 218,112,000 (8,192 of them in norms, the rest in sharded projections), an
-    # embedding and a head of 525,336,576 each, a final norm of 4,096
+    # embedding and a head of 525,336,576 each (split by vocabulary under --tp), a final norm of 4,096
     ((), 8_030_261_248),
     (("--pp", "2"), 525_336_576 + 16 * 218_112_000),
-    (("--tp", "2"), 2 * 525_336_576 + 4_096 + 32 * (8_192 + 218_103_808 // 2)),
-    (("--tp", "2", "--pp", "2"), 525_336_576 + 16 * (8_192 + 218_103_808 // 2)),
-    (("--tp", "4", "--pp", "2"), 525_336_576 + 16 * (8_192 + 218_103_808 // 4)),
-    (("--tp", "4", "--pp", "2", "--stage", "last"), 525_336_576 + 4_096 + 16 * (8_192 + 218_103_808 // 4)),
+    (("--tp", "2"), 525_336_576 + 4_096 + 32 * (8_192 + 218_103_808 // 2)),
+    (("--tp", "2", "--no-vocab-parallel"), 2 * 525_336_576 + 4_096 + 32 * (8_192 + 218_103_808 // 2)),
+    (("--tp", "2", "--pp", "2"), 525_336_576 // 2 + 16 * (8_192 + 218_103_808 // 2)),
+    (("--tp", "4", "--pp", "2"), 525_336_576 // 4 + 16 * (8_192 + 218_103_808 // 4)),
+    (("--tp", "4", "--pp", "2", "--stage", "last"), 525_336_576 // 4 + 4_096 + 16 * (8_192 + 218_103_808 // 4)),
+    (("--tp", "4", "--pp", "2", "--stage", "last", "--no-vocab-parallel"),
+     525_336_576 + 4_096 + 16 * (8_192 + 218_103_808 // 4)),
 ])
 def test_llama3_8b_per_device_parameters(args, expected, capsys):
     import json
@@ -104,13 +107,34 @@ def test_mixtral_tensor_and_expert_parallel_compose(capsys):
     assert tp2 - both == expert_weights // 2 - expert_weights // 16  # ep divides what tp left
 
 
+def test_vocabulary_parallel_embedding_and_head_as_megatron():
+    """Under --tp the table and the head are split by vocabulary: V·h/t each per device; the lookups'
+    partial sums are all-reduced (b·s·h), the head's input gradient too, and a loss over the split
+    vocabulary all-reduces three fp32 numbers per token; when generating, the split logits are gathered."""
+    b, s, h, V, t = (sym(n) for n in ("b", "s", "h", "V", "t"))
+    ring = 2 * (t - 1) / t
+    train = derive(build(load(SPECS / "llama.arch")), tp=t)
+    ops = {r.node.path: r for r in train.ops}
+    assert same(ops["x"].metrics["comm_bytes"], 2 * b * s * h * ring)  # embedding: all-reduce of its output
+    assert same(ops["logits"].metrics["params"], V * h / t)
+    assert same(ops["logits"].metrics["comm_bytes"], 2 * b * s * h * ring)  # the head's input gradient
+    assert same(ops["loss"].metrics["comm_bytes"], 3 * 4 * b * s * ring)
+    decode = derive(build(load(SPECS / "llama.arch"), phase="decode"), tp=t)
+    assert same({r.node.path: r for r in decode.ops}["logits"].metrics["comm_bytes"], 2 * b * V * (t - 1) / t)
+    whole = derive(build(load(SPECS / "llama.arch"), vocab_parallel=False), tp=t)
+    assert same(whole.totals["params"] - train.totals["params"], 2 * V * h * (1 - 1 / t))
+
+
 def test_degrees_that_do_not_divide_are_errors():
     from symcost.cost.accounting import check_divisible
 
     r = derive(build(load(SPECS / "gpt2.arch")), tp=sp.Integer(8))
     with pytest.raises(SymcostError, match="a = 12, which 8 does not divide"):
-        check_divisible(r, dict(a=12, h=768, L=12, V=50257, P=1024, b=1, s=8))
-    check_divisible(r, dict(a=16, h=1024, L=12, V=50257, P=1024, b=1, s=8))  # 16 heads split 8 ways
+        check_divisible(r, dict(a=12, h=768, L=12, V=50304, P=1024, b=1, s=8))
+    with pytest.raises(SymcostError, match="V = 50257, which 8 does not divide") as info:
+        check_divisible(r, dict(a=16, h=1024, L=12, V=50257, P=1024, b=1, s=8))
+    assert "--no-vocab-parallel" in info.value.hint
+    check_divisible(r, dict(a=16, h=1024, L=12, V=50304, P=1024, b=1, s=8))  # 16 heads split 8 ways
     m = derive(build(load(SPECS / "mixtral.arch")), ep=sp.Integer(3))
     with pytest.raises(SymcostError, match="E = 8, which 3 does not divide"):
         check_divisible(m, dict(E=8, k=2, a=32, kv=8, h=4096, f=14336, L=32, V=32000, b=1, s=8))

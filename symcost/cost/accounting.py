@@ -6,7 +6,6 @@ from dataclasses import dataclass, field, fields, replace
 import sympy as sp
 
 from symcost.cost.record import CONVENTIONS, METRICS, Cost
-from symcost.cost.record import matmul as matmul_cost
 from symcost.model.dims import fmt_shape
 from symcost.errors import SymcostError
 from symcost.model.graph import Graph, OpNode
@@ -86,7 +85,6 @@ class Settings:
     other: str = "include"  # include | exclude the elementwise FLOPs (softmax, norms, activations, …)
     embedding: str = "lookup"  # lookup: a gather, no FLOPs | matmul: a one-hot product, 2·tokens·V·h
     stage: str = "first"  # under pp, the stage reported: first (embedding + L/p layers), middle, last (+ head)
-    vocab_parallel: bool = True  # under tp, the embedding table and the head are split by vocabulary
 
     def describe(self) -> dict:
         return {
@@ -136,11 +134,12 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
 
     storages = graph.storages
     a2a = _all_to_all(graph, st)
+    gathers = _output_gathers(graph, st)
     fused_io = _fused_traffic(graph) if st.flash else {}
     place = _placement(graph)
     if st.pp is not None and "layers" not in place.values():
         raise SymcostError("pipeline parallelism splits repeated layers over stages; this spec repeats nothing")
-    costs = {id(node): _account(node, graph, st, a2a, fused_io, place[id(node)]) for node in graph.ops}
+    costs = {id(node): _account(node, graph, st, a2a, fused_io, place[id(node)], gathers) for node in graph.ops}
 
     # which saved storages are kept, and how many bytes each holds per device
     savers: dict[int, list] = {}
@@ -270,21 +269,24 @@ def check_divisible(report: Report, values: dict) -> None:
         if dim.definition is not None:
             subs.setdefault(dim.symbol, dim.definition.xreplace(subs))
     if st.tp is not None and st.tp.is_Integer:
+        for size, loc in report.graph.splits:
+            _divides(st.tp, size, subs, f"--tp {st.tp}: tensor parallelism splits the heads,", loc)
         for p in report.graph.params:
             if p.shard_axis is not None:
                 _divides(st.tp, p.shape[p.shard_axis], subs, f"--tp {st.tp}: tensor parallelism splits {p.path} "
-                         f"{fmt_shape(p.shape)} along", p.loc)
-        for size, loc in report.graph.splits:
-            _divides(st.tp, size, subs, f"--tp {st.tp}: tensor parallelism splits the heads,", loc)
+                         f"{fmt_shape(p.shape)} along", p.loc,
+                         "a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded "
+                         "size, or keep the embedding and head whole with --no-vocab-parallel")
     if st.ep is not None and st.ep.is_Integer:
         for count, loc in report.graph.expert_counts:
             _divides(st.ep, count, subs, f"--ep {st.ep}: expert parallelism splits the experts,", loc)
 
 
-def _divides(degree, size, subs: dict, what: str, loc) -> None:
+def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) -> None:
     value = size.xreplace(subs)
     if value.is_Integer and value % degree != 0:
-        raise SymcostError(f"{what} {str(size).replace('**', '^')} = {value}, which {degree} does not divide", loc)
+        raise SymcostError(f"{what} {str(size).replace('**', '^')} = {value}, which {degree} does not divide", loc,
+                           hint)
 
 
 def _declared(graph: Graph) -> list:
@@ -320,24 +322,23 @@ def _pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
     return per_pass * (2 if graph.phase == "train" else 1)
 
 
-def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict, place: str) -> Cost:
+def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict, place: str,
+             gathers: dict) -> Cost:
     """One op's per-instance, per-device cost under the settings: the counting conventions, then each kind of
     parallelism as a share of what the previous ones left (so tensor, expert and pipeline degrees compose)."""
     cost = node.cost
     if id(node) in fused_io:
         cost = replace(cost, io_bytes=fused_io[id(node)][0], io_sharded=fused_io[id(node)][1])
     cost = _conventions(cost, node, graph, st)
-    cost = _tensor_parallel(cost, node, st)
+    cost = _tensor_parallel(cost, node, st, gathers.get(id(node), ZERO))
     cost = _expert_parallel(cost, node, st, a2a)
     return _pipeline_share(cost, place, st)
 
 
 def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
     """Embedding and elementwise FLOP conventions, causal halving, and recomputed work."""
-    if st.embedding == "matmul" and node.op == "embedding":  # a one-hot [tokens, V] @ [V, h] product
-        table = next((p.shape for p in node.params), None) or next(t.shape for t in node.inputs if t.is_param)
-        tokens = sp.Mul(*node.inputs[0].shape)
-        product = matmul_cost(tokens, table[0], table[1])
+    if st.embedding == "matmul" and node.as_product is not None:  # a lookup as a one-hot [tokens, V] @ [V, h]
+        product = node.as_product
         if graph.phase != "train":
             product = replace(product, macs_bwd=ZERO, mm_outputs_bwd=ZERO)
         cost = replace(cost, macs_fwd=product.macs_fwd, mm_outputs_fwd=product.mm_outputs_fwd,
@@ -345,7 +346,7 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
                        other_fwd=ZERO, other_bwd=ZERO)
     if st.other == "exclude":
         cost = replace(cost, other_fwd=ZERO, other_bwd=ZERO, recompute_other=ZERO)
-    if st.causal == "half" and node.attr("causal") and graph.phase != "decode":  # one query sees every key
+    if st.causal == "half" and node.causal and graph.phase != "decode":  # one query sees every key
         half = sp.Rational(1, 2)
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
                        macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
@@ -359,7 +360,7 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
     return cost
 
 
-def _tensor_parallel(cost: Cost, node: OpNode, st: Settings) -> Cost:
+def _tensor_parallel(cost: Cost, node: OpNode, st: Settings, gathered=ZERO) -> Cost:
     """Tensor parallelism over t devices: sharded weights and the work on sharded tensors split t ways; the
     all-reduces of row-parallel outputs (forward) and column-parallel inputs (backward) added."""
     if st.tp is None:
@@ -377,7 +378,22 @@ def _tensor_parallel(cost: Cost, node: OpNode, st: Settings) -> Cost:
         cost = replace(cost, **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS}, io_bytes=io,
                        io_sharded=cost.io_sharded / t)
     ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
-    return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring)
+    # a split output nothing reads (the logits when generating) is all-gathered: (t−1)/t of it per device
+    return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring + gathered * (t - 1) / t)
+
+
+def _output_gathers(graph: Graph, st: Settings) -> dict:
+    """Per op (id → bytes per instance): the outputs split over tensor-parallel devices that no op reads."""
+    if st.tp is None:
+        return {}
+    read = {t.storage for node in graph.ops for t in node.inputs}
+    out = {}
+    for node in graph.ops:
+        left = [t.nbytes for t in node.outputs if t.sharded and t.storage not in read
+                and graph.storages[t.storage].creator == node.path]
+        if left:
+            out[id(node)] = sp.Add(*left)
+    return out
 
 
 def _expert_parallel(cost: Cost, node: OpNode, st: Settings, a2a: dict) -> Cost:

@@ -33,10 +33,12 @@ class Builder(Calls):
         values: dict[str, int] | None = None,
         unroll: bool = False,
         phase: str = "train",
+        vocab_parallel: bool = True,
     ):
         if phase not in PHASES:
             raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
         self.phase = phase
+        self.vocab_parallel = vocab_parallel  # heads and tables over the vocabulary split under tensor parallelism
         self.build_info = Build(phase)
         self._next_region = 0
         self._allreduced: set[int] = set()  # inputs of column-parallel layers whose gradient is already all-reduced
@@ -134,7 +136,7 @@ class Builder(Calls):
         finally:
             if token is not None:
                 reset_derived(token)
-        if self.phase == "decode" and not any(op.op == "cache" for op in self.graph.ops):
+        if self.phase == "decode" and not any(op.caches for op in self.graph.ops):
             raise SymcostError(f"--phase decode: {self.module.path} keeps nothing for later tokens; mark the keys and "
                                "values that generation caches with cache(...)")
         return self.graph
@@ -285,12 +287,14 @@ class Builder(Calls):
     def _snapshot(self):
         g = self.graph
         return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
-                dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits))
+                dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits), set(self._allreduced),
+                list(g.params))
 
     def _restore(self, snap) -> None:
         g = self.graph
-        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits = snap
-        self.kinds, self.global_tensors = kinds, tensors
+        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits, reduced, params = snap
+        self.kinds, self.global_tensors, self._allreduced = kinds, tensors, reduced
+        g.params[:] = params  # a branch not taken may have marked a declared table as split
         del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:], g.expert_counts[n_experts:], g.splits[n_splits:]
         for sid in range(n_st, self._next_storage):
             g.storages.pop(sid, None)

@@ -138,9 +138,34 @@ class Calls:
 
     def _call_op(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
         call = st.call
-        opdef = OPS[call.name]
         bound = self._bind_op_args(st, scope, bools)
         views: dict[int, Tensor] = {}
+        rule = self._run_rule(call, bound, views)
+        path = self._unique(ctx.prefix + st.targets[0].id)
+        inputs = list(views.values())
+        activations = [t for t in inputs if not t.is_param]
+        parallel = self._parallel(rule, activations, call)
+        out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations)
+                                               and rule.reduce_if_sharded == 0)
+        if rule.splits and any(t.sharded for t in activations):
+            self.graph.splits.extend((size, call.loc) for size in rule.splits)
+        outputs, out_map = self._outputs(rule, st, views, inputs, ctx, path, out_sharded)
+        created = self._new_params(rule, ctx, path, call, parallel, inputs)
+        saves = self._saves(rule, views, out_map, ctx, path, out_sharded)
+        cost = self._op_cost(rule, inputs, outputs, created, ctx)
+        comm_fwd, comm_bwd = self._allreduces(rule, parallel, activations, outputs)
+        op_sharded = any(t.sharded for t in (*activations, *outputs)) or any(p.sharded for p in created)
+        text = (source_line(st.loc) or "").split("#", 1)[0].strip()
+        self.graph.ops.append(
+            OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
+                   tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, op_sharded, comm_fwd, comm_bwd, rule.causal,
+                   rule.caches, rule.as_product)
+        )
+        return outputs
+
+    def _run_rule(self, call, bound: dict, views: dict):
+        """The op's rule applied to its arguments (tensors as T views); every output size checked."""
+        opdef = OPS[call.name]
         args = {}
         for name, value in bound.items():
             if isinstance(value, Tensor):
@@ -168,18 +193,21 @@ class Calls:
                     f"{call.name} would make a tensor of shape {fmt_shape(out.shape)}: {bad} is not a positive size",
                     call.loc,
                 )
-        path = self._unique(ctx.prefix + st.targets[0].id)
-        inputs = list(views.values())
-        floating = next((t.dtype for t in inputs if t.dtype.floating), None)
-        # tensor parallelism: a column-parallel linear shards its output, a row-parallel one gathers it back
-        parallel = bound.get("parallel", "none") if call.name == "linear" else "none"
-        activations = [t for t in inputs if not t.is_param]
+        return rule
+
+    def _parallel(self, rule, activations: list, call) -> str:
+        """How tensor parallelism splits this op: a rule's column/row marks, and its vocabulary marks (a head
+        over the vocabulary, an embedding table by rows) when vocabulary parallelism is on."""
+        parallel = rule.parallel
+        if parallel in ("vocab", "table"):
+            parallel = ("column" if parallel == "vocab" else "table") if self.vocab_parallel else "none"
         if parallel == "row" and not (activations and activations[0].sharded):
-            raise SymcostError("linear: a row-parallel layer needs a sharded input (the output of a column-parallel "
-                               "layer, or something computed from one)", call.loc)
-        out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations))
-        if rule.splits and any(t.sharded for t in activations):
-            self.graph.splits.extend((size, call.loc) for size in rule.splits)
+            raise SymcostError(f"{call.name}: a row-parallel layer needs a sharded input (the output of a "
+                               "column-parallel layer, or something computed from one)", call.loc)
+        return parallel
+
+    def _outputs(self, rule, st, views: dict, inputs: list, ctx: Ctx, path: str, out_sharded: bool):
+        floating = next((t.dtype for t in inputs if t.dtype.floating), None)
         outputs, out_map = [], {}
         for i, out in enumerate(rule.outputs):
             name = st.targets[i].id if i < len(st.targets) else f"{path}#{i}"
@@ -194,18 +222,36 @@ class Calls:
                                      tags=ctx.tags)
             outputs.append(t)
             out_map[id(out)] = t
+        return outputs, out_map
+
+    def _new_params(self, rule, ctx: Ctx, path: str, call, parallel: str, inputs: list) -> list:
+        """The parameters the op creates, with the axis tensor parallelism splits; a declared table it splits
+        by rows (a vocabulary-parallel embedding or tied head) is marked too."""
         created = []
         for np_ in rule.params:
             active = None if ctx.param_mult is None else ctx.mult
-            sharded = parallel == "column" or (parallel == "row" and np_.name != "bias")
-            axis = (0 if parallel == "column" else 1) if sharded else None
+            sharded = parallel in ("column", "table") or (parallel == "row" and np_.name != "bias")
+            axis = (1 if parallel == "row" else 0) if sharded else None
             param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active,
                           sharded, axis)
             self.graph.params.append(param)
             created.append(param)
+        if parallel in ("column", "table"):
+            self._shard_declared(inputs)
+        return created
+
+    def _shard_declared(self, inputs: list) -> None:
+        for t in inputs:
+            if not t.is_param:
+                continue
+            store = self.graph.storages[t.storage]
+            for i, p in enumerate(self.graph.params):
+                if p.path == store.creator and store.label == "parameter" and not p.sharded:
+                    self.graph.params[i] = replace(p, sharded=True, shard_axis=0)
+
+    def _saves(self, rule, views: dict, out_map: dict, ctx: Ctx, path: str, out_sharded: bool) -> list:
         saves = []
-        inference = self.phase != "train"
-        for s in () if inference else rule.saves:  # nothing is kept for a backward pass when generating
+        for s in () if self.phase != "train" else rule.saves:  # nothing is kept for a backward pass when generating
             if isinstance(s, Internal):
                 dtype = self.env.dtype(s.dtype, None)
                 saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label,
@@ -216,12 +262,17 @@ class Calls:
                 t = views[id(s)]
                 if not t.is_param:
                     saves.append(t.storage)
+        return saves
+
+    def _op_cost(self, rule, inputs: list, outputs: list, created: list, ctx: Ctx) -> Cost:
+        """The rule's cost plus what the graph knows: parameters, weight bytes, bytes moved and their shares."""
         # per instance of this op: parameters exist params/mult times as often as the op runs (E/k for an expert)
         share = ctx.params / ctx.mult
         numel_created = sp.Add(*(p.numel for p in created))
         param_bytes = sp.Add(*(p.numel * p.dtype.nbytes for p in created))
         weight_reads = sp.Integer(0)
-        if all(o.view_of is not None for o in rule.outputs):
+        written = [t for o, t in zip(rule.outputs, outputs) if o.view_of is None]
+        if not written:
             io = sp.Integer(0)
         else:
             if rule.reads is None:
@@ -230,33 +281,33 @@ class Calls:
             else:  # the rule says what it reads; a None entry for the table means "the rows of the output"
                 rows = outputs[0].nbytes
                 reads = sp.Add(*(rows if n is None else n for x, n in rule.reads if x is not None or n is None))
-            io = reads + sp.Add(*(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None))
+            io = reads + sp.Add(*(t.nbytes for t in written))
         # the traffic of sharded tensors and weights, which tensor parallelism divides among the devices
         io_sharded = sp.Integer(0)
         if io != 0:
             io_sharded = sp.Add(*(t.read_bytes for t in inputs if t.sharded and not t.is_param)) + sp.Add(
-                *(t.nbytes for o, t in zip(rule.outputs, outputs) if o.view_of is None and t.sharded)
-            ) + sp.Add(*(p.numel * p.dtype.nbytes * share for p in created if p.sharded))
+                *(t.nbytes for t in written if t.sharded)) + sp.Add(
+                *(p.numel * p.dtype.nbytes * share for p in created if p.sharded))
         cost = rule.cost + Cost(
             params=numel_created * share, active_params=numel_created, weight_bytes=param_bytes * share, io_bytes=io,
             weight_reads=weight_reads, io_sharded=io_sharded,
         )
-        if inference:
+        if self.phase != "train":
             cost = replace(cost, macs_bwd=sp.Integer(0), mm_outputs_bwd=sp.Integer(0), other_bwd=sp.Integer(0))
-        text = (source_line(st.loc) or "").split("#", 1)[0].strip()
-        attrs = tuple((k, bound[k]) for k in ("parallel", "causal") if k in bound)
-        op_sharded = any(t.sharded for t in (*activations, *outputs)) or any(p.sharded for p in created)
-        comm_fwd = outputs[0].nbytes if parallel == "row" else sp.Integer(0)
+        return cost
+
+    def _allreduces(self, rule, parallel: str, activations: list, outputs: list) -> tuple:
+        """Bytes all-reduced after the forward (a row-parallel output, a split table's lookups, a loss over a
+        split vocabulary) and in the backward (a column-parallel input's gradient, once per shared input)."""
+        comm_fwd = outputs[0].nbytes if parallel in ("row", "table") else sp.Integer(0)
+        if rule.reduce_if_sharded != 0 and any(t.sharded for t in activations):
+            comm_fwd += rule.reduce_if_sharded
         comm_bwd = sp.Integer(0)
-        if parallel == "column" and not inference and activations[0].storage not in self._allreduced:
+        if parallel == "column" and self.phase == "train" and activations[0].storage not in self._allreduced:
             # the gradients of q, k and v (or gate and up) w.r.t. their shared input are summed, then all-reduced once
             self._allreduced.add(activations[0].storage)
             comm_bwd = activations[0].nbytes
-        self.graph.ops.append(
-            OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
-                   tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, attrs, op_sharded, comm_fwd, comm_bwd)
-        )
-        return outputs
+        return comm_fwd, comm_bwd
 
     @staticmethod
     def _as_t(t: Tensor, views: dict) -> T:

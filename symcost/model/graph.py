@@ -67,13 +67,12 @@ class OpNode:
     saves: tuple  # storage ids kept for the backward pass
     mult: sp.Expr
     tags: frozenset = frozenset()  # enclosing repeat and fused regions
-    attrs: tuple = ()  # (name, value) of the arguments later stages read: parallel, causal
     sharded: bool = False  # its work is split over tensor-parallel devices
     comm_fwd: sp.Expr = sp.Integer(0)  # bytes all-reduced after the forward (row-parallel output)
     comm_bwd: sp.Expr = sp.Integer(0)  # bytes all-reduced in the backward (column-parallel input gradient)
-
-    def attr(self, name: str, default=None):
-        return dict(self.attrs).get(name, default)
+    causal: bool = False  # a product of which a causal mask keeps half
+    caches: bool = False  # keeps keys or values for later tokens
+    as_product: Cost | None = None  # a lookup's cost counted as the equivalent one-hot product
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ class Word:
         self.choices = choices
 
 
-PARALLEL = Word("none", "column", "row")
+PARALLEL = Word("none", "column", "row", "vocab")
 PHASES = ("train", "prefill", "decode")
 
 
@@ -122,7 +122,15 @@ class Rule:
     cost: Cost = field(default_factory=Cost)
     saves: tuple = ()  # inputs (T), outputs (Out) or Internal tensors kept for the backward pass
     reads: tuple | None = None  # (tensor, bytes) pairs when an op reads less than its whole inputs (a lookup)
+    # traits the graph and the accounting read, so no other module tests an op's name:
     splits: tuple = ()  # sizes tensor parallelism divides when the input is sharded (the heads of split_heads)
+    parallel: str = "none"  # how tensor parallelism splits it: none | column | row | vocab (a head over the
+    #                         vocabulary) | table (an embedding table by rows); see model/calls.py
+    reduce_if_sharded: sp.Expr = sp.Integer(0)  # bytes all-reduced when its input is split (a loss over a
+    #                                            vocabulary-parallel head: max, sum and target logit per token)
+    causal: bool = False  # a product of which a causal mask keeps half (--causal half)
+    caches: bool = False  # keeps keys or values for later tokens (--phase decode needs one)
+    as_product: Cost | None = None  # a lookup's cost counted as a one-hot product (--embedding-flops matmul)
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,8 @@ def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None) 
         params = (NewParam("weight", (rows, width)),)
     y = Out((*ids.shape, width))
     return Rule((y,), params, elementwise(numel(y.shape), 0, EMBEDDING_BWD), saves=(ids,),
-                reads=((ids, ids.numel * ids.dtype.nbytes), (weight, None)))  # only the looked-up rows
+                reads=((ids, ids.numel * ids.dtype.nbytes), (weight, None)),  # only the looked-up rows
+                parallel="table", as_product=matmul_cost(ids.numel, rows, width))
 
 
 @op
@@ -230,7 +239,8 @@ def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None, parall
     """y = x·Wᵀ (+ b): [.., k] @ [k, n] -> [.., n], W stored [n, k] as in PyTorch.
 
     `parallel=column|row` marks Megatron tensor parallelism: a column-parallel layer shards its output
-    features, a row-parallel one its input features and all-reduces its output.
+    features, a row-parallel one its input features and all-reduces its output. `parallel=vocab` marks a head
+    over the vocabulary: column-parallel under vocabulary parallelism (the default), whole otherwise.
     """
     _need_rank(x, 1, "linear", "the input")
     k = x.shape[-1]
@@ -256,7 +266,7 @@ def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None, parall
     if bias:
         params = (*params, NewParam("bias", (n,)))
         cost = cost + elementwise(m * n, *ADD)
-    return Rule((Out((*x.shape[:-1], n)),), params, cost, saves=(x,))
+    return Rule((Out((*x.shape[:-1], n)),), params, cost, saves=(x,), parallel=parallel)
 
 
 @op
@@ -297,7 +307,7 @@ def matmul(x: T, y: T, *, transpose_a: bool = False, transpose_b: bool = False, 
         cost = matmul_cost(numel(batch) * m, k, n)
     else:
         cost = batched_matmul(numel(batch), m, k, n)
-    return Rule((Out((*batch, m, n)),), cost=cost, saves=(x, y))
+    return Rule((Out((*batch, m, n)),), cost=cost, saves=(x, y), causal=causal)
 
 
 
@@ -517,16 +527,17 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
         raise SymcostError(f"cache: a window must be a positive integer, not {window}")
     per_entry = numel(x.shape) / x.shape[ax] * x.dtype.nbytes
     if build.phase == "train":
-        return Rule((Out(x.shape, view_of=x),))
+        return Rule((Out(x.shape, view_of=x),), caches=True)
     if build.phase == "prefill":
         kept = x.shape[ax] if window is None else sp.Min(x.shape[ax], window)
         stored = kept * per_entry
-        return Rule((Out(x.shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored))
+        return Rule((Out(x.shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored), caches=True)
     kept = build.cache_len if window is None else sp.Min(build.cache_len, window)
     shape = (*x.shape[:ax], kept, *x.shape[ax + 1 :])
     stored = kept * per_entry
     # write the new entry; the consumers of the result read all the cached ones
-    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=x.numel * x.dtype.nbytes))
+    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=x.numel * x.dtype.nbytes),
+                caches=True)
 
 
 # ---- losses -------------------------------------------------------------------------------------
@@ -539,7 +550,11 @@ def cross_entropy(logits: T, targets: T) -> Rule:
             "without the class axis"
         )
     logp = Internal(logits.shape, logits.dtype.name, "log_probs")
-    return Rule((Out((), dtype=FP32),), cost=elementwise(logits.numel, *CROSS_ENTROPY), saves=(logp, targets))
+    tokens = targets.numel
+    # over a vocabulary split t ways (Megatron's parallel cross-entropy): each token's max, sum of exponentials
+    # and target logit are all-reduced in fp32
+    return Rule((Out((), dtype=FP32),), cost=elementwise(logits.numel, *CROSS_ENTROPY), saves=(logp, targets),
+                reduce_if_sharded=3 * tokens * FP32.nbytes)
 
 
 INT64 = DType("int64", sp.Integer(8), False)
