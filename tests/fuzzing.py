@@ -890,10 +890,12 @@ def _reject_constant(name):
 
 
 def _flag(argv: list[str], flag: str) -> str | None:
+    """The value of a flag as argparse takes it: the last occurrence wins."""
+    found = None
     for i, a in enumerate(argv[:-1]):
         if a == flag:
-            return argv[i + 1]
-    return None
+            found = argv[i + 1]
+    return found
 
 
 def in_process_pipeline(text: str, workdir: Path) -> Result:
