@@ -156,7 +156,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         if st.tp is not None and (store.sharded or st.sp):
             n = n / st.tp
         if st.pp is not None:  # a layer's tensors on L/p of the layers; the others where their savers run
-            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st) for s in savers[sid]]
+            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st)
+                      for s in savers.get(sid, ())] or [_stage_share("layers", st)]
             n = n * (shares[0] if len(set(shares)) == 1 else sp.Max(*shares))
         return n
 
@@ -173,7 +174,9 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
 
     # whole model
     total = Cost.total((costs[id(node)], node.mult) for node in graph.ops)
-    held = [(p, _param_share(p, st) * _declared_stage_share(p, graph, place, st)) for p in _declared(graph)]
+    readers = _param_readers(graph)
+    held = [(p, _param_share(p, st) * _declared_stage_share(readers.get(p.path, ()), place, st))
+            for p in _declared(graph)]
     total = total + Cost(
         params=sum((n * p.mult for p, n in held), ZERO),
         active_params=sum((n * p.mult for p, n in held), ZERO),
@@ -212,10 +215,15 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         activation += correction * nbytes(fam.carried) * fam.mult
     totals = {m: canon(activation if m == "activation_bytes" else total.metric(m, st.convention)) for m in METRICS}
 
-    # per block instance
+    # per block instance: the ops below each block path, indexed once
+    within: dict[str, list] = {}
+    for r in ops:
+        parts = r.node.path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            within.setdefault("/".join(parts[:i]), []).append(r)
     blocks = []
     for b in graph.blocks:
-        inside = [r for r in ops if r.node.path.startswith(b.path + "/")]
+        inside = within.get(b.path, [])
         # under pipeline parallelism a device holds L/p layers, each of them whole
         staged = st.pp is not None and b.mult.free_symbols and any(_in(r.node.tags, "repeat:") for r in inside)
         undo = st.pp if staged else 1
@@ -291,16 +299,26 @@ def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) 
 
 def _declared(graph: Graph) -> list:
     """Parameters declared with `param` (not made by an op), which ops read through weight=…"""
-    return [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
+    made = {id(p) for n in graph.ops for p in n.params}
+    return [p for p in graph.params if p.loc is not None and id(p) not in made]
 
 
-def _declared_stage_share(p, graph: Graph, place: dict, st: Settings) -> sp.Expr:
+def _param_readers(graph: Graph) -> dict:
+    """Declared parameter name → the ops that read it."""
+    out: dict[str, list] = {}
+    for n in graph.ops:
+        for t in n.inputs:
+            store = graph.storages[t.storage]
+            if t.is_param and store.label == "parameter":
+                out.setdefault(store.creator, []).append(n)
+    return out
+
+
+def _declared_stage_share(readers, place: dict, st: Settings) -> sp.Expr:
     """1 when the reported pipeline stage holds a declared parameter: some op on it reads the parameter (a tied
     table is held by the first stage for the lookup and by the last for the head)."""
     if st.pp is None or st.pp == 1:
         return sp.Integer(1)
-    readers = [n for n in graph.ops if any(t.is_param and graph.storages[t.storage].creator == p.path
-                                           and graph.storages[t.storage].label == "parameter" for t in n.inputs)]
     return sp.Integer(1 if any(_stage_share(place[id(n)], st) != 0 for n in readers) else 0)
 
 
