@@ -276,6 +276,12 @@ class Values:
     def totals(self) -> dict:
         return {m: self.evaluator(e) for m, e in self.analysis.report.totals.items()}
 
+    @property
+    def summary(self) -> dict | None:
+        """The device's phase bounds at these dims (exact Fractions: seconds, tokens/s), or None without a device."""
+        s = self.analysis.summary
+        return None if s is None else s.values(self.evaluator)
+
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={v}" for k, v in self.given.items())
         return f"<symcost.Values of {self.analysis.name} at {given or 'no dims'}>"
