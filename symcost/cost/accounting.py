@@ -156,7 +156,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         if st.tp is not None and (store.sharded or st.sp):
             n = n / st.tp
         if st.pp is not None:  # a layer's tensors on L/p of the layers; the others where their savers run
-            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st) for s in savers[sid]]
+            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st)
+                      for s in savers.get(sid, ())] or [_stage_share("layers", st)]
             n = n * (shares[0] if len(set(shares)) == 1 else sp.Max(*shares))
         return n
 
