@@ -210,8 +210,11 @@ def _degree_problem(analysis, name: str, n: int) -> str | None:
     try:
         check_divisible(probe, analysis.values)
     except SymcostError as e:
+        import re
+
         text = str(e).splitlines()[0].removeprefix("error: ")
-        return text.split(": ", 1)[1] if text.startswith("--") else text
+        text = text.split(": ", 1)[1] if text.startswith("--") else text
+        return f"{name} does not divide what it splits: " + re.sub(r",? which \d+ does not divide$", "", text)
     return None
 
 

@@ -37,7 +37,7 @@ def _counts(plan) -> list[str]:
              f"and compilation {units.seconds(plan.search.derive_seconds)}, total {units.seconds(plan.total_seconds)})",
              f"{units.integer(plan.fitting)} fit in memory"]
     for reason, n in plan.rejected.items():
-        unit = "layouts" if reason.startswith("memory") else "shapes"
+        unit = ("layout" if reason.startswith("memory") else "shape") + ("s" if n != 1 else "")
         lines.append(f"  rejected {units.integer(n)} {unit}: {reason}")
     return lines
 
