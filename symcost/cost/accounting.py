@@ -267,8 +267,9 @@ def _in(tags, kind: str) -> bool:
 
 
 def check_divisible(report: Report, values: dict) -> None:
-    """Tensor and expert parallelism split whole rows, heads and experts: a numeric degree must divide the
-    size of every axis it splits, at the given dims (names -> ints)."""
+    """Tensor and expert parallelism split whole rows, heads and experts, and a pipeline stage holds whole layers:
+    a degree (a number, or a name given a value) must divide the size of every axis it splits, at the given dims
+    (names -> ints)."""
     st, env = report.settings, report.env
     if st is None:
         return
@@ -276,18 +277,24 @@ def check_divisible(report: Report, values: dict) -> None:
     for dim in env.dims.values():
         if dim.definition is not None:
             subs.setdefault(dim.symbol, dim.definition.xreplace(subs))
-    if st.tp is not None and st.tp.is_Integer:
+    tp, ep, pp = (None if d is None else d.xreplace(subs) for d in (st.tp, st.ep, st.pp))
+    if tp is not None and tp.is_Integer:
         for size, loc in report.graph.splits:
-            _divides(st.tp, size, subs, f"--tp {st.tp}: tensor parallelism splits the heads,", loc)
+            _divides(tp, size, subs, f"--tp {tp}: tensor parallelism splits the heads,", loc)
         for p in report.graph.params:
             if p.shard_axis is not None:
-                _divides(st.tp, p.shape[p.shard_axis], subs, f"--tp {st.tp}: tensor parallelism splits {p.path} "
+                _divides(tp, p.shape[p.shard_axis], subs, f"--tp {tp}: tensor parallelism splits {p.path} "
                          f"{fmt_shape(p.shape)} along", p.loc,
                          "a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded "
                          "size, or keep the embedding and head whole with --no-vocab-parallel")
-    if st.ep is not None and st.ep.is_Integer:
+    if ep is not None and ep.is_Integer:
         for count, loc in report.graph.expert_counts:
-            _divides(st.ep, count, subs, f"--ep {st.ep}: expert parallelism splits the experts,", loc)
+            _divides(ep, count, subs, f"--ep {ep}: expert parallelism splits the experts,", loc)
+    if pp is not None and pp.is_Integer:
+        for fam in report.graph.families:
+            if fam.mult == 1:  # a top-level repeat: each stage runs count/p of its layers
+                _divides(pp, fam.count, subs, "--pp {}: each pipeline stage holds whole layers: the repeat count".format(
+                    pp), None)
 
 
 def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) -> None:
