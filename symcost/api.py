@@ -41,7 +41,8 @@ def run(req: Request) -> "Analysis":
     if spec is None:
         raise SymcostError("give a spec (a file or a shipped name such as llama), or a preset or HF config that "
                            "chooses one by model_type")
-    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel)
+    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel,
+                      dtypes=dtype_roles(req))
     env = builder.declare().env
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None
@@ -279,6 +280,14 @@ class Values:
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={v}" for k, v in self.given.items())
         return f"<symcost.Values of {self.analysis.name} at {given or 'no dims'}>"
+
+
+def dtype_roles(req: Request) -> dict:
+    """The dtype settings the graph builder takes (activations, weights and their quantization, KV cache)."""
+    roles = {k: getattr(req, k) for k in ("activations", "weights", "group", "scale", "zero_point", "kv")}
+    if req.weights is not None:
+        roles["quantize"] = req.quantize
+    return roles
 
 
 PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # training precision by dtype

@@ -55,10 +55,25 @@ def conventions(analysis) -> dict:
         "other_flops": req.other_flops,
         "embedding_flops": req.embedding_flops,
         "dtype": dt.name,
-        "dtype_bytes": int(dt.nbytes) if dt.nbytes.is_Integer else str(dt.nbytes),
+        "dtype_bytes": number(dt.nbytes),
+        "dtypes": dtypes(env.roles),
+        "memory_reserve": {"fraction": number(req.reserve or 0), "bytes": req.reserve_bytes or 0},
+        "efficiency": {"flops": number(req.flops_efficiency or 1), "bandwidth": number(req.bandwidth_efficiency or 1)},
         "activations": "bytes of every distinct storage saved for backward, counted once",
         "keep": list(req.keep),
     }
+
+
+def dtypes(roles) -> dict:
+    """The dtype of each role with its bytes per element (a fraction for sub-byte and group-quantized types)."""
+    def entry(dt, given: bool) -> dict:
+        return {"dtype": dt.name, "bytes": number(dt.nbytes), "bits": number(dt.bits), "given": given}
+
+    weights = entry(roles.weights, roles.weights_given)
+    weights.update(quantize=roles.quantize if roles.weights_given else None, group=roles.weights.group,
+                   scale=roles.weights.scale, zero_point=roles.weights.zero_point)
+    return {"model": entry(roles.model, True), "activations": entry(roles.activations, roles.activations_given),
+            "weights": weights, "kv_cache": entry(roles.kv, roles.kv_given)}
 
 
 def document(analysis, values) -> dict:
