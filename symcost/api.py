@@ -174,7 +174,14 @@ class Analysis:
             return None
         from symcost.analysis.hardware import load_device
 
-        return self._once("device", lambda: load_device(self.request.device))
+        return self._once("device", lambda: _achieved(load_device(self.request.device), self.request))
+
+    @property
+    def memory(self):
+        """Memory per device (symcost.analysis.memory.Memory): its parts, reserve, total and the device's capacity."""
+        from symcost.analysis.memory import memory
+
+        return self._once("memory", lambda: memory(self))
 
     @property
     def summary(self):
@@ -280,6 +287,18 @@ class Values:
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={v}" for k, v in self.given.items())
         return f"<symcost.Values of {self.analysis.name} at {given or 'no dims'}>"
+
+
+def _achieved(device, req: Request):
+    """The device at the achieved fractions of its peak FLOP/s and bandwidth (--flops-efficiency, ...)."""
+    from dataclasses import replace
+
+    if req.flops_efficiency is None and req.bandwidth_efficiency is None:
+        return device
+    f = sp.Rational(*(req.flops_efficiency or 1).as_integer_ratio())
+    b = sp.Rational(*(req.bandwidth_efficiency or 1).as_integer_ratio())
+    return replace(device, peak_flops={k: v * f for k, v in device.peak_flops.items()},
+                   memory_bandwidth=device.memory_bandwidth * b)
 
 
 def dtype_roles(req: Request) -> dict:

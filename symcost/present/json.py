@@ -114,9 +114,31 @@ def document(analysis, values) -> dict:
     }
     if analysis.training is not None:
         doc["training"] = training(analysis, values)
+    from symcost.present.fit import memory_shown
+
+    if memory_shown(analysis):
+        doc["memory"] = memory(analysis, values)
     if analysis.summary is not None:
         doc["device"] = device(analysis, values)
     return doc
+
+
+def memory(analysis, values) -> dict:
+    """Memory per device (docs/json.md): parts, reserve, total, and against the device's capacity."""
+    m = analysis.memory
+    active = values.evaluator.active
+    headroom = m.headroom
+    return {
+        "parts": {name: metric(expr, values) for name, expr in m.parts.items()},
+        "used": metric(m.used, values),
+        "reserve_fraction": number(m.reserve_fraction),
+        "reserve_bytes": number(m.reserve_bytes),
+        "total": metric(m.total, values),
+        "capacity": None if m.capacity is None else number(m.capacity),
+        "headroom": None if headroom is None else metric(headroom, values),
+        "fits": m.fits(values.evaluator) if active else None,
+        "notes": list(m.notes),
+    }
 
 
 def training(analysis, values) -> dict:
