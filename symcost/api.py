@@ -177,6 +177,15 @@ class Analysis:
         return self._once("device", lambda: _achieved(load_device(self.request.device), self.request))
 
     @property
+    def serving(self):
+        """Serving bounds end to end (symcost.analysis.serving.Serving) with `generate` and a device, or None."""
+        if self.request.generate is None or self.device is None:
+            return None
+        from symcost.analysis.serving import serving
+
+        return self._once("serving", lambda: serving(self))
+
+    @property
     def memory(self):
         """Memory per device (symcost.analysis.memory.Memory): its parts, reserve, total and the device's capacity."""
         from symcost.analysis.memory import memory

@@ -120,7 +120,42 @@ def document(analysis, values) -> dict:
         doc["memory"] = memory(analysis, values)
     if analysis.summary is not None:
         doc["device"] = device(analysis, values)
+    if analysis.serving is not None:
+        doc["serving"] = serving(analysis, values)
     return doc
+
+
+def serving(analysis, values) -> dict:
+    """Serving end to end (docs/json.md): closed forms of the decode step in c, their sums, and the times."""
+    sv = analysis.serving
+    active = values.evaluator.active
+    v = sv.values(values.evaluator) if active else None
+    sums = sv.work_sums or {}
+
+    def get(key):
+        return None if v is None else number(v[key])
+
+    return {
+        "generate": sv.generate,
+        "decode_steps": sv.steps,
+        "cache_range": None if v is None or not sv.steps else [v["first_c"], v["last_c"]],
+        "ttft_s": {"expr": str(sv.ttft), "value": get("ttft")},
+        "step": {name: {"amount": str(amount), "rate": number(rate),
+                        "sum": None if name not in sums else metric(sums[name], values)}
+                 for name, (amount, rate) in sv.work.items()},
+        "crossovers": [{"terms": list(k), "c": {"expr": str(e), "value": number(values(e)) if active else None}}
+                       for k, e in sv.crossovers.items()],
+        "regimes": None if v is None else [{"from": a, "to": b, "bound": name} for a, b, name in v["segments"]],
+        "decode_time_s": get("decode_time"),
+        "tpot_s": None if v is None or v["tpot"] is None else number(v["tpot"]),
+        "latency_s": get("latency"),
+        "tokens_per_s": get("tokens_per_s"),
+        "decode_tokens_per_s": get("decode_tokens_per_s"),
+        "tokens_per_s_per_device": get("tokens_per_s_per_device"),
+        "kv_cache_end": metric(sv.kv_end, values),
+        "memory_end": None if sv.memory_end is None else metric(sv.memory_end, values),
+        "notes": list(sv.notes),
+    }
 
 
 def memory(analysis, values) -> dict:

@@ -126,10 +126,10 @@ def render(analysis, values, explain: bool = False, width: int | None = None) ->
     w.lines.append("")
     w.lines.append("Whole model")
     metric_rows(report.totals, report.repeat_symbols)
-    from symcost.present.fit import memory_section
+    from symcost.present.fit import memory_section, serving_section
 
     for section in (training_section(analysis, values, forms), memory_section(analysis, values, forms, w.width),
-                    device_section(analysis, values, forms)):
+                    device_section(analysis, values, forms), serving_section(analysis, values, forms, w.width)):
         if section:
             w.lines += ["", section.rstrip("\n")]
     return "\n".join(w.lines) + "\n"
