@@ -51,6 +51,11 @@ QUANTIZED = {"layers": "the linear layers of repeated blocks", "linear": "every 
              "matrices": "every parameter matrix"}
 
 
+def _a(name: str) -> str:
+    """A dtype name with its article, as it is read aloud: a bf16, an fp16, an int4, an nf4."""
+    return ("an " if name[:1].lower() in "aefhilmnorsx" else "a ") + name
+
+
 def dtype_parts(roles) -> list[str]:
     """The dtypes in the header: the default, and the activations', quantized weights' and KV cache's when set."""
     def sized(dt) -> str:
@@ -63,7 +68,7 @@ def dtype_parts(roles) -> list[str]:
         w = roles.weights
         size = units.element_size(w.nbytes)
         if w.group is not None:
-            extra = f"a {w.scale} scale" + (f" and a {w.zero_point} zero point" if w.zero_point else "")
+            extra = f"{_a(w.scale)} scale" + (f" and {_a(w.zero_point)} zero point" if w.zero_point else "")
             size += f": {extra} per {w.group} weights"
         parts.append(f"weights {w.name} ({size}) in {QUANTIZED[roles.quantize]}")
     if roles.kv_given:
