@@ -15,8 +15,9 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
     spec: a .arch file or a shipped spec's name ("llama"); optional with `preset` or `hf_config`, which choose
     the spec by model_type. set: dims and options, as a dict ({"b": 1, "tied": False}) or NAME=VALUE texts.
     path: directories searched before the shipped ones. Every other keyword is a setting of symcost.settings.TABLE:
-    phase, dtype, flops, causal, other_flops, embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel,
-    pp, stage, ep, keep, dp, zero, optimizer, precision, device, step_time.
+    phase, dtype, activations, weights, quantize, group, scale, zero_point, kv, flops, causal, other_flops,
+    embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel, pp, stage, ep, keep, dp, zero, optimizer,
+    precision, device, step_time, flops_efficiency, bandwidth_efficiency, reserve, reserve_bytes, generate.
 
     >>> a = derive("gpt2", preset="gpt2-small")
     >>> a.at().params

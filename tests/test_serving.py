@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import symcost
 from symcost.analysis.serving import sum_of_max
@@ -21,7 +21,7 @@ small = st.fractions(min_value=-50, max_value=50, max_denominator=7)
 def brute(terms: dict, lo: int, hi: int) -> Fraction:
     total = Fraction(0)
     for c in range(lo, hi + 1):
-        vals = [e.xreplace({C: c}) for e in terms.values()]
+        vals = [e.xreplace({C: sp.Integer(c)}) for e in terms.values()]
         total += max(Fraction(int(x.p), int(x.q)) for x in vals)
     return total
 
@@ -33,6 +33,8 @@ def rational(x: Fraction) -> sp.Rational:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(small, small), min_size=1, max_size=3), st.integers(-20, 40), st.integers(0, 60),
        st.one_of(st.none(), st.integers(-10, 60)))
+@example([(Fraction(0), Fraction(1))], 0, 0, None)  # the term c alone
+@example([(Fraction(3), Fraction(-1)), (Fraction(0), Fraction(1))], 0, 6, 2)  # a crossing at c = 1.5, a window
 def test_sum_of_max_equals_the_loop(lines, lo, width, window):
     terms = {}
     for i, (alpha, beta) in enumerate(lines):

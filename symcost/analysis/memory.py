@@ -70,7 +70,8 @@ class Memory:
         if self.capacity is None:
             return None
         room = self.headroom if evaluator is None else evaluator(self.headroom)
-        room = sp.sympify(room)  # an int or a SymPy number from the evaluator, never text
+        if isinstance(room, int):
+            return room >= 0
         if not room.is_number:
             return None
         return bool(room >= 0)

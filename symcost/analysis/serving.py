@@ -124,7 +124,7 @@ class Serving:
         """Exact values (Fractions) at the evaluator's dims; None while a dim other than c is free."""
         ttft = _number(evaluator(self.ttft))
         s = _number(evaluator(self.prompt))
-        terms = {name: evaluator(e) for name, e in self.step.items()}
+        terms = {name: _expr(evaluator(e)) for name, e in self.step.items()}
         if ttft is None or s is None or any(set(e.free_symbols) - {self.cache} for e in terms.values()
                                             if isinstance(e, sp.Expr)):
             return None
@@ -153,7 +153,10 @@ def serving(analysis) -> Serving:
     if req.generate is None or analysis.summary is None:
         raise SymcostError("serving bounds need --generate N and --device")
     values = tuple((k, v) for k, v in req.values if k != "s")
-    decode = run(with_values(req, phase="decode", generate=None, values=values))
+    try:
+        decode = run(with_values(req, phase="decode", generate=None, values=values))
+    except SymcostError as e:
+        raise SymcostError(f"--generate derives the decode steps too: {e.message}", e.loc, e.hint) from None
     prefill_s, decode_s = analysis.summary, decode.summary
     env = analysis.env
     c = decode.env.dims["c"].symbol
@@ -185,7 +188,7 @@ def sum_of_max(terms: dict, c: sp.Symbol, lo: int, hi: int) -> tuple[Fraction, l
         return Fraction(0), []
     cuts = {lo, hi + 1}
     for e in terms.values():
-        for node in sp.sympify(e).atoms(sp.Min, sp.Max):
+        for node in _expr(e).atoms(sp.Min, sp.Max):
             if c not in node.free_symbols:
                 continue
             args = list(node.args)
@@ -258,12 +261,23 @@ def _resolved_line(e, c, point) -> tuple:
         best = (min if isinstance(node, sp.Min) else max)(range(len(vals)), key=lambda i: vals[i])
         return node.args[best]
 
-    resolved = sp.sympify(e).replace(lambda x: isinstance(x, (sp.Min, sp.Max)) and c in x.free_symbols, pick)
+    resolved = _expr(e).replace(lambda x: isinstance(x, (sp.Min, sp.Max)) and c in x.free_symbols, pick)
     line = _line(sp.expand(resolved), c)
     if line is None or not all(x.is_Rational for x in line):
         raise SymcostError("the decode step time is not piecewise linear in the cache length c; serving sums "
                            "need it to be")
     return tuple(Fraction(int(x.p), int(x.q)) for x in line)
+
+
+def _expr(v) -> sp.Expr:
+    """An evaluator's result as a SymPy expression (an int becomes an Integer; nothing is parsed)."""
+    if isinstance(v, bool):
+        raise SymcostError(f"expected a number or an expression, not {v!r}")
+    if isinstance(v, int):
+        return sp.Integer(v)
+    if isinstance(v, Fraction):
+        return sp.Rational(v.numerator, v.denominator)
+    return v
 
 
 def _number(v) -> Fraction | None:

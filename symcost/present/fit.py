@@ -34,7 +34,7 @@ def memory_section(analysis, values, forms, width: int = 100) -> str:
     w.lines.append(f"Memory per device ({analysis.report.graph.phase}; 1 GB = 10^9 bytes)")
 
     def row(label: str, form: str, expr) -> None:
-        w.row(label, form, _value(values, expr, forms), label_width=14)
+        w.row(label, form, _value(values, expr, forms), label_width=16)
 
     for name, expr in m.parts.items():
         row(TITLES[name], forms.text(expr), expr)
@@ -42,7 +42,7 @@ def memory_section(analysis, values, forms, width: int = 100) -> str:
         row("used", forms.text(m.used), m.used)
         terms = (["used" if m.reserve_fraction == 0 else f"used / {units.plain(1 - m.reserve_fraction)}"]
                  + ([units.quantity(m.reserve_bytes, "B")] if m.reserve_bytes != 0 else []))
-        w.lines.append(f"  {'reserve':<14}{units.percent(m.reserve_fraction)} for fragmentation, "
+        w.lines.append(f"  {'reserve':<16}{units.percent(m.reserve_fraction)} for fragmentation, "
                        f"{units.quantity(m.reserve_bytes, 'B')} for the framework")
         row("total", " + ".join(terms), m.total)
     else:
@@ -58,13 +58,13 @@ def _fit_lines(analysis, m, values) -> list[str]:
     cap = units.quantity(m.capacity, "B")
     fits = m.fits(values.evaluator) if values.evaluator.active else None
     if fits is None:
-        return [f"  {'capacity':<14}{cap} on {device.name}: set every dimension to compare (--set)"]
+        return [f"  {'capacity':<16}{cap} on {device.name}: set every dimension to compare (--set)"]
     total = units.exact(values(m.total))
     room = units.exact(values(m.headroom))
     if fits:
-        return [f"  {'capacity':<14}{cap} on {device.name}: fits, headroom {units.quantity(room, 'B')} "
+        return [f"  {'capacity':<16}{cap} on {device.name}: fits, headroom {units.quantity(room, 'B')} "
                 f"({units.percent(total / units.exact(m.capacity))} of the device's memory used)"]
-    return [f"  {'capacity':<14}{cap} on {device.name}",
+    return [f"  {'capacity':<16}{cap} on {device.name}",
             f"  DOES NOT FIT: {units.quantity(total, 'B')} needed per device, {cap} on {device.name} "
             f"({units.quantity(-room, 'B')} over)"]
 
