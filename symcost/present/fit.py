@@ -42,8 +42,9 @@ def memory_section(analysis, values, forms, width: int = 100) -> str:
         row("used", forms.text(m.used), m.used)
         terms = (["used" if m.reserve_fraction == 0 else f"used / {units.plain(1 - m.reserve_fraction)}"]
                  + ([units.quantity(m.reserve_bytes, "B")] if m.reserve_bytes != 0 else []))
-        w.lines.append(f"  {'reserve':<16}{units.percent(m.reserve_fraction)} for fragmentation, "
-                       f"{units.quantity(m.reserve_bytes, 'B')} for the framework")
+        held = ([f"{units.percent(m.reserve_fraction)} for fragmentation"] if m.reserve_fraction != 0 else []) + (
+            [f"{units.quantity(m.reserve_bytes, 'B')} for the framework"] if m.reserve_bytes != 0 else [])
+        w.lines.append(f"  {'reserve':<16}{', '.join(held)}")
         row("total", " + ".join(terms), m.total)
     else:
         row("total", forms.text(m.total), m.total)
