@@ -86,21 +86,6 @@ class Settings:
     embedding: str = "lookup"  # lookup: a gather, no FLOPs | matmul: a one-hot product, 2·tokens·V·h
     stage: str = "first"  # under pp, the stage reported: first (embedding + L/p layers), middle, last (+ head)
 
-    def describe(self) -> dict:
-        return {
-            "flops": self.convention,
-            "causal": self.causal,
-            "recompute": self.recompute,
-            "flash_attention": self.flash,
-            "tensor_parallel": None if self.tp is None else str(self.tp),
-            "sequence_parallel": self.sp,
-            "pipeline_parallel": None if self.pp is None else str(self.pp),
-            "expert_parallel": None if self.ep is None else str(self.ep),
-            "pipeline_stage": None if self.pp is None else self.stage,
-            "other_flops": self.other,
-            "embedding_flops": self.embedding,
-            "keep": list(self.keep),
-        }
 
 
 RECOMPUTE = ("none", "selective", "full")
