@@ -53,10 +53,10 @@ def parse_values(name: str, text: str) -> list[int]:
     if bad is not None:
         shown = f"'{bad.strip()[:40]}'" if bad.strip() else "an empty item"
         raise SymcostError(f"{where}: {shown} is not a whole number", None, f"VALUES is {SYNTAX}")
-    return check_values(name, [_int(p.strip(), where) for p in parts])
+    return check_values(name, [_int(p.strip(), where) for p in parts], where)
 
 
-def check_values(name: str, values) -> list[int]:
+def check_values(name: str, values, where: str | None = None) -> list[int]:
     """An axis given by the API (a range, a list, a numpy array): positive whole numbers, no repeats."""
     if isinstance(values, (str, bytes)):
         return parse_values(name, values.decode() if isinstance(values, bytes) else values)
@@ -86,7 +86,7 @@ def check_values(name: str, values) -> list[int]:
     if len(set(out)) != len(out):
         seen = set()
         twice = next(v for v in out if v in seen or seen.add(v))
-        raise SymcostError(f"'{name}' lists {twice} twice")
+        raise SymcostError(f"{where or repr(name)}: lists {twice} twice")
     if len(out) > MAX_AXIS:
         raise SymcostError(f"'{name}': {len(out):,} values on one axis; at most {MAX_AXIS:,}")
     return out
