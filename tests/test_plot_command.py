@@ -160,3 +160,25 @@ def test_without_matplotlib_a_clear_error(tmp_path, capsys, monkeypatch):
     assert status == 2 and "pip install 'symcost[plot]'" in err
     with pytest.raises(symcost.SymcostError, match=r"symcost\[plot\]"):
         charts.metric_chart([], "s", [1], "params", tmp_path / "p.svg")
+
+
+def readme_command(name: str) -> list[str]:
+    """The arguments of the `$ symcost NAME …` line the README shows."""
+    import shlex
+
+    from helpers import ROOT
+
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith(f"$ symcost {name} "))
+    return shlex.split(line)[2:]
+
+
+def test_readme_plot_is_what_its_command_draws(tmp_path, capsys, matplotlib_present):
+    from helpers import ROOT
+
+    argv = readme_command("plot")
+    i = argv.index("-o")
+    committed = ROOT / argv[i + 1]
+    argv[i + 1] = str(tmp_path / "again.svg")
+    status, _, err = cli(capsys, *argv)
+    assert status == 0, err
+    assert committed.is_file() and svg_texts(tmp_path / "again.svg") == svg_texts(committed)

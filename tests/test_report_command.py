@@ -111,13 +111,6 @@ def test_page_numbers_equal_the_cli_live(tmp_path, capsys, browser):
         page.select_option("#device", "a100-80gb")
         a100 = [a if a != "h100-sxm" else "a100-80gb" for a in settings]
         assert_same_as_cli(exact_values(page), derived(capsys, *a100, "--set", "b=8", "c=32768"))
-        page.select_option("#device", "h100-sxm")
-        page.fill('input[type=number][data-dim="b"]', "1")
-        page.fill('input[type=number][data-dim="c"]', "4096")
-        shot = tmp_path / "report.png"
-        page.screenshot(path=str(shot))
-        assert shot.stat().st_size > 20_000
-        keep(shot, "report-llama-2-7b.png")
     finally:
         ctx.close()
     assert log["errors"] == []
@@ -151,3 +144,30 @@ def test_page_is_offline_and_self_contained(tmp_path, capsys, extra):
     text = out.read_text(encoding="utf-8")
     assert "default-src 'none'" in text and 'src="http' not in text and "url(http" not in text
     assert text.count("<script") == 3 and "KaTeX" in text
+
+
+def test_readme_page(tmp_path, capsys, browser):
+    """The page of the README's `symcost report` command: its parameters and bounds as derive prints them, and
+    the screenshot the README shows (copied to $SYMCOST_SCREENSHOT_DIR when set)."""
+    import shlex
+
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("$ symcost report "))
+    argv = shlex.split(line)[2:]
+    argv[argv.index("-o") + 1] = str(tmp_path / "readme.html")
+    assert argv[:2] == ["report", "specs/llama.arch"]
+    argv[1] = SPEC
+    status, _, err = cli(capsys, *argv)
+    assert status == 0, err
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto((tmp_path / "readme.html").as_uri(), wait_until="load")
+        page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+        page.evaluate("document.fonts.ready.then(() => true)")
+        settings = argv[2:argv.index("-o")]
+        assert_same_as_cli(exact_values(page), derived(capsys, *settings, "--set", "b=1", "s=2048"))
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 50_000
+        keep(shot, "report-llama-2-7b.png")
+    finally:
+        page.close()
