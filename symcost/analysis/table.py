@@ -110,7 +110,7 @@ class Table:
         """{"spec", "phase", "device", "fixed", "over", "metrics": {name: {title, unit}}, "rows": [...]}; whole
         values are JSON integers (exact, however large), others the nearest float64."""
         req = self.analysis.request
-        from symcost.present.html.data import shareable
+        from symcost.paths import shareable
 
         doc = {"spec": self.analysis.name, "file": shareable(self.analysis.graph.file), "phase": req.phase,
                "device": self.analysis.device.name if self.analysis.device is not None else None,

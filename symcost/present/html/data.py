@@ -8,6 +8,7 @@ import sympy as sp
 from symcost.cost.record import METRIC_TITLES, METRIC_UNITS
 from symcost.cost.record import shown as shown_metrics
 from symcost.model.dims import device_symbol
+from symcost.paths import shareable
 from symcost.present.html.tree import to_tree
 from symcost.present.text import conventions_line, forms_for
 
@@ -77,22 +78,6 @@ def op_entry(r) -> dict:
     n, m = r.node, r.metrics
     return {"path": n.path, "op": n.op, "statement": n.statement or "",
             "flops": to_tree(m["flops_fwd"]), "bytes": to_tree(m["io_bytes"]), "params": to_tree(m["params"])}
-
-
-def shareable(path) -> str:
-    """A spec's path fit to print in a file meant to be shared: shipped specs as `specs/NAME.arch (shipped)`,
-    others relative to the working directory when under it, else the file name alone (no home directories)."""
-    from pathlib import Path
-
-    from symcost.paths import shipped_dir
-
-    p = Path(path).resolve()
-    for base, shown in ((shipped_dir().resolve(), "specs/{} (shipped with symcost)"), (Path.cwd().resolve(), "{}")):
-        try:
-            return shown.format(p.relative_to(base).as_posix())
-        except ValueError:
-            continue
-    return p.name
 
 
 def page_data(analysis, values: dict, devices=(), device: str | None = None, title: str | None = None) -> dict:
