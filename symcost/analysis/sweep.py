@@ -53,7 +53,7 @@ def _device_metrics(s) -> dict[str, Metric]:
     frac = _fraction
     out = {"phase_flops": Metric("phase_flops", f"{s.phase} FLOPs", "FLOP", s.flops),
            "phase_bytes": Metric("phase_bytes", f"{s.phase} bytes that must move", "B", s.bytes),
-           "phase_tokens": Metric("phase_tokens", f"tokens per {s.phase} step", "", sp.sympify(s.tokens)),
+           "phase_tokens": Metric("phase_tokens", f"tokens per {s.phase} step", "", as_expr(s.tokens)),
            "compute_time_s": Metric("compute_time_s", "compute time, lower bound", "s",
                                     over=(("phase_flops", frac(s.peak)),)),
            "memory_time_s": Metric("memory_time_s", "memory time, lower bound", "s",
@@ -68,6 +68,13 @@ def _device_metrics(s) -> dict[str, Metric]:
     out["tokens_per_s"] = Metric("tokens_per_s", "tokens/s, upper bound", "tokens/s", over=tuple(bounds),
                                  tokens="phase_tokens")
     return out
+
+
+def as_expr(x) -> sp.Expr:
+    """A closed form or a plain int (a count such as tokens per step) as a SymPy expression; never from text."""
+    if isinstance(x, bool) or not isinstance(x, (int, sp.Expr)):
+        raise SymcostError(f"expected an expression or an integer, not {type(x).__name__}")
+    return sp.Integer(x) if isinstance(x, int) else x
 
 
 def _fraction(x) -> Fraction:
@@ -180,7 +187,7 @@ def evaluate(analysis, axes: dict, chosen: list, cat: dict) -> "Table":
 
 def _closed(expr: sp.Expr, subs: dict, symbols: list, name: str) -> sp.Expr:
     """A metric with derived dims replaced by their definitions and every dim not swept by its value."""
-    out = sp.sympify(expr).xreplace(subs)
+    out = as_expr(expr).xreplace(subs)
     missing = sorted(s.name for s in out.free_symbols if s not in set(symbols))
     if missing:
         raise SymcostError(f"metric '{name}' needs a value for {', '.join(missing)}: give it with --set "

@@ -32,6 +32,8 @@ def grid_arrays(axes: dict) -> dict:
 def check_grid(analysis, fixed: dict, axes: dict, subs: dict, symbols: list, arrays: dict) -> None:
     """The checks `Analysis.at` makes, at every point: once at the first point (config fields, degrees), then,
     vectorised over the grid, every derived dim whole and positive and every numeric degree dividing what it splits."""
+    from symcost.analysis.sweep import as_expr
+
     analysis.at(**{k: v[0] for k, v in axes.items()})
     checks = []
     for dim in analysis.env.dims.values():
@@ -44,10 +46,10 @@ def check_grid(analysis, fixed: dict, axes: dict, subs: dict, symbols: list, arr
     if settings is not None and settings.tp is not None and settings.tp.is_Integer:
         sizes = [size for size, _ in graph.splits] + [p.shape[p.shard_axis] for p in graph.params
                                                       if p.shard_axis is not None]
-        checks += [(sp.sympify(size).xreplace(subs) / settings.tp, f"--tp {settings.tp} must divide {size}", False)
+        checks += [(as_expr(size).xreplace(subs) / settings.tp, f"--tp {settings.tp} must divide {size}", False)
                    for size in sizes]
     if settings is not None and settings.ep is not None and settings.ep.is_Integer:
-        checks += [(sp.sympify(count).xreplace(subs) / settings.ep, f"--ep {settings.ep} must divide {count}", False)
+        checks += [(as_expr(count).xreplace(subs) / settings.ep, f"--ep {settings.ep} must divide {count}", False)
                    for count, _ in graph.expert_counts]
     checks = [c for c in checks if c[0].free_symbols & set(symbols)]
     if checks:

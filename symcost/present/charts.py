@@ -77,12 +77,13 @@ def legend_formula(analysis, metric: str, x: str) -> str:
 
 
 def _in_x(analysis, expr, x: str) -> str:
+    from symcost.analysis.sweep import as_expr
     from symcost.analysis.sweep_checks import substitutions
     from symcost.present.plot import human, shorten
 
     fixed = {k: v for k, v in analysis.values.items() if k != x}
     subs, _ = substitutions(analysis, fixed, {x: [1]})
-    e = sp.expand(sp.sympify(expr).xreplace(subs))
+    e = sp.expand(as_expr(expr).xreplace(subs))
     sym = analysis.symbol(x)
     if not e.free_symbols <= {sym} or not e.is_polynomial(sym):
         return shorten(str(e).replace("**", "^").replace("*", "·"), 60)

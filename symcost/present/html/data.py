@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import sympy as sp
 
+from symcost.analysis.sweep import as_expr
 from symcost.cost.record import METRIC_TITLES, METRIC_UNITS
 from symcost.cost.record import shown as shown_metrics
 from symcost.model.dims import device_symbol
@@ -61,7 +62,7 @@ def phase_entries(analysis, forms) -> list:
     if s.comm_time != 0:
         out.append({"key": "phase_comm_bytes", "title": "bytes sent per device C", "unit": "B",
                     "latex": forms.latex(s.comm_bytes), "tree": to_tree(s.comm_bytes)})
-    tokens = forms.latex(sp.sympify(s.tokens))
+    tokens = forms.latex(as_expr(s.tokens))
     return out + [{"key": "time_lower_bound_s", "title": f"{s.phase} time, lower bound", "unit": "s",
                    "latex": time_tex, "tree": to_tree(s.time)},
                   {"key": "tokens_per_s", "title": "tokens/s, upper bound", "unit": "tokens/s",
