@@ -98,6 +98,11 @@ class Analysis:
         return self.report.totals
 
     @property
+    def frozen_params(self) -> sp.Expr:
+        """Parameters counted in `params` that get no gradient or optimizer state (`param w: [..] frozen`)."""
+        return self.report.frozen_params
+
+    @property
     def blocks(self) -> dict:
         """Per instance of each block, path → (repeat count, metrics)."""
         return {b.path: b for b in self.report.blocks}

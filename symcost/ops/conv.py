@@ -46,7 +46,7 @@ def _check(values: tuple, name: str, what: str, least: int) -> None:
 
 def out_size(length, kernel, stride, padding, dilation):
     """floor((L + 2p − d·(k − 1) − 1) / s) + 1, PyTorch's output length (ceil_mode off)."""
-    return sp.floor((length + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1
+    return sp.floor(sp.expand((length + 2 * padding - dilation * (kernel - 1) - 1) / stride)) + 1
 
 
 def _spatial(x: T, n: int, name: str, kernel, stride, padding, dilation) -> tuple:

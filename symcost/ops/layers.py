@@ -7,7 +7,7 @@ from symcost.cost.record import Cost, batched_matmul, elementwise, matmul as mat
 from symcost.errors import SymcostError
 from symcost.model.dims import dims_equal, fmt_shape, is_bad_size
 from symcost.ops.registry import (
-    ADD, CROSS_ENTROPY, EMBEDDING_BWD, FP32, LAYERNORM, PARALLEL, RMSNORM, Dim, Grad, Internal, NewParam, Out, Rule, T,
+    ADD, BATCHNORM, CROSS_ENTROPY, EMBEDDING_BWD, FP32, LAYERNORM, PARALLEL, RMSNORM, Dim, Grad, Internal, NewParam, Out, Rule, T,
     broadcast, need_rank, numel, op,
 )
 
@@ -81,6 +81,18 @@ def layernorm(x: T, *, bias: bool = True) -> Rule:
     h = x.shape[-1]
     params = (NewParam("weight", (h,)),) + ((NewParam("bias", (h,)),) if bias else ())
     return Rule((Out(x.shape),), params, elementwise(x.numel, *LAYERNORM), saves=(x,))
+
+
+@op
+def batchnorm(x: T, *, affine: bool = True) -> Rule:
+    """BatchNorm over channels-first [b, c, ..]: statistics per channel c; a gain and a bias per channel
+    (`affine=false`: none). The running mean and variance are buffers, not parameters (as in PyTorch's
+    parameters()); saves its input and the batch statistics."""
+    need_rank(x, 2, "batchnorm", "the input ([batch, channels, ..])")
+    c = x.shape[1]
+    params = (NewParam("weight", (c,)), NewParam("bias", (c,))) if affine else ()
+    stats = Internal((2, c), "fp32", "batch statistics")
+    return Rule((Out(x.shape),), params, elementwise(x.numel, *BATCHNORM), saves=(x, stats))
 
 
 @op

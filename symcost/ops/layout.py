@@ -43,6 +43,20 @@ def expand_heads(x: T, heads: Dim) -> Rule:
 
 
 @op
+def expand(x: T, shape: Dims) -> Rule:
+    """Broadcast to a larger shape, a view that reads only its base: `expand(x, [b, s, h])`. Sizes align from the
+    right; each of x's sizes equals the target's or is 1 (NumPy broadcasting); new leading axes may be added."""
+    if len(shape) < x.rank:
+        raise SymcostError(f"expand: {fmt_shape(x.shape)} has more axes than the target {fmt_shape(shape)}")
+    for i in range(1, x.rank + 1):
+        have, want = x.shape[-i], shape[-i]
+        if not (dims_equal(have, want) or have == 1):
+            raise SymcostError(f"expand: {fmt_shape(x.shape)} does not broadcast to {fmt_shape(shape)} ({have} vs "
+                               f"{want}: a size must match or be 1)")
+    return Rule((Out(tuple(shape), view_of=x, expand=True),))
+
+
+@op
 def identity(x: T) -> Rule:
     """The same tensor under a new name (one branch of an option that does nothing), a view."""
     return Rule((Out(x.shape, view_of=x),))
