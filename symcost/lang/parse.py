@@ -297,7 +297,9 @@ def _parse(text: str, file: str, start: str):
         if e.token.type == "$END":
             raise SymcostError(_end_message(start) + _expected(e), _end_of(text, file)) from None
         line, col = (e.line, e.column) if e.line and e.line > 0 else (1, 1)
-        raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col)) from None
+        hint = ("`nograd` marks an input and `frozen` a parameter, after the shape: `input x: [..] nograd`, "
+                "`param w: [..] frozen`") if e.token.type in ("NOGRAD", "FROZEN") else None
+        raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col), hint) from None
     try:
         return _ToSyntax(file).transform(tree)
     except RecursionError:

@@ -26,8 +26,7 @@ class Scope:
         return None
 
     def bind(self, name: str, value, loc: Loc) -> None:
-        if name in self.carried:
-            self.carried.discard(name)  # a carried name may be rebound once per body
+        if name in self.carried:  # a tensor carried through a repeat: rebound in the body (as often as it says)
             self.names[name] = value
             return
         if self.lookup(name) is not None:
