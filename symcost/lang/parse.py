@@ -187,6 +187,10 @@ class _ToSyntax(Transformer):
     def param_dim(self, meta, c):
         return S.BlockParam(str(c[0]), "dim", None, self._l(meta))
 
+    def param_bool_tensor(self, meta, c):  # `m: bool[b, s]`: a tensor of dtype bool, not a boolean
+        shape = tuple(x for x in c[1:] if x is not None)
+        return S.BlockParam(str(c[0]), "tensor", S.TensorType("bool", shape, self._l(meta)), self._l(meta))
+
     def param_bool(self, meta, c):
         return S.BlockParam(str(c[0]), "bool", None, self._l(meta))
 
