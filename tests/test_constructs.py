@@ -104,7 +104,8 @@ def test_an_odd_layer_count_is_a_located_error_at_evaluation(spec, text):
     with pytest.raises(SymcostError) as info:
         a.at(b=1, s=8, h=4, L=5, W=4)
     err = info.value
-    assert "L=5" in err.message and ("multiple of 2" in err.message or "positive integer" in err.message)
+    assert err.message in ("the repeat count L = 5: it must be a multiple of 2 (the pattern has 2 kinds)",
+                           "the repeat count L/2 = 5/2 at L=5: it must be a positive integer")
     assert err.loc is not None and err.loc.line == text.split("\n").index(
         next(line for line in text.split("\n") if line.startswith("repeat"))) + 1
     assert "^" in str(err)

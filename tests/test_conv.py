@@ -203,7 +203,7 @@ def test_symbolic_length_records_a_constraint_checked_with_values(tmp_path):
     assert a.at(b=1, L=5)["matmul_flops_fwd"] == 2 * 4 * 2 * 5 * 1
     with pytest.raises(SymcostError) as info:
         a.at(b=1, L=3)
-    assert "conv1d: the output size L - 4 is -1 at L=3" in str(info.value)
+    assert "conv1d: the output size L - 4 = -1 at L=3" in str(info.value)
     assert info.value.loc is not None and (info.value.loc.line, info.value.loc.column) == (4, 5)
 
 

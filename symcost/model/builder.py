@@ -300,13 +300,13 @@ class Builder(Calls):
         """`repeat n { … }`: the body once, × n. With `pattern [k1, …, km]` the layers cycle through m kinds:
         the body once per kind (its name true, the others false), each × n/m, in sequence."""
         count = self.env.dim_expr(st.count, self._locals(scope))
-        self.env.require_whole(count, st.count.loc, "a repeat count")
+        self.env.require_whole(count, st.count.loc, "the repeat count")
         kinds = [k.id for k in st.pattern]
         periods = count
         if kinds:
             periods = count / len(kinds)
-            self.env.require_whole(periods, st.count.loc, f"a repeat count over a pattern of {len(kinds)} kinds",
-                                   f"a multiple of {len(kinds)}", count)
+            self.env.require_whole(periods, st.count.loc, "the repeat count",
+                                   f"a multiple of {len(kinds)} (the pattern has {len(kinds)} kinds)", count)
         passes = [dict(bools, **{k: k == kind for k in kinds}) for kind in kinds] or [bools]
         found = []
         for pb in passes:

@@ -114,16 +114,18 @@ class Constraint:
 
     value: Expr
     loc: Loc | None
-    what: str  # "a repeat count"
+    what: str  # "the repeat count"
     whole: str  # "a positive integer", "a multiple of 2"
     shown: Expr  # what the user wrote (the count, where value is count / pattern length)
 
     def check(self, subs: dict) -> None:
         v = self.value.xreplace(subs)
         if v.is_number and not (v.is_Integer and v > 0):
+            shown = self.shown.xreplace(subs)
             given = ", ".join(f"{s}={subs[s]}" for s in sorted(self.shown.free_symbols, key=str) if s in subs)
-            raise SymcostError(f"{self.what} {fmt_expr(self.shown)} is {fmt_expr(self.shown.xreplace(subs))} at "
-                               f"{given}; it must be {self.whole}", self.loc)
+            where = "" if self.shown.is_Symbol else f" at {given}"
+            raise SymcostError(f"{self.what} {fmt_expr(self.shown)} = {fmt_expr(shown)}{where}: it must be "
+                               f"{self.whole}", self.loc)
 
 
 class Env:
