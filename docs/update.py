@@ -10,7 +10,8 @@ A block to regenerate is marked in the Markdown source by a comment on the line 
 
 The comment holds the arguments of `symcost` (run in-process from the repository root) and, optionally after
 `;`, `lines=` ranges of output lines to keep (1-based, inclusive; negative counts from the end; `-4-` is the
-last four); a gap between kept ranges is shown as `…`. docs/zoo.md is `symcost zoo` output as a whole.
+last four); a gap between kept ranges is shown as `…`. `status=2` shows an error: the command must fail with
+exit status 2, and its standard error is shown. docs/zoo.md is `symcost zoo` output as a whole.
 
     python3 docs/update.py          rewrite the files in place
     python3 docs/update.py --check  exit 1 and list the stale blocks (what tests/test_docs.py runs)
@@ -31,8 +32,9 @@ MARK = re.compile(r"<!-- output: (?P<cmd>.*?) -->\n(?P<fence>```[a-z]*)\n(?P<bod
 WIDTH = "100"  # the terminal width the outputs are rendered at
 
 
-def run(args: list[str]) -> str:
-    """`symcost ARGS` in-process from the repository root: its standard output, and a failure if it fails."""
+def run(args: list[str], status_wanted: int | None = None) -> str:
+    """`symcost ARGS` in-process from the repository root: its standard output, and a failure if it fails; with
+    `status_wanted`, the standard error of a run that must end with that status (an error shown in the docs)."""
     from symcost.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -44,6 +46,10 @@ def run(args: list[str]) -> str:
             status = main(args)
     finally:
         os.chdir(cwd)
+    if status_wanted is not None:
+        if status != status_wanted:
+            raise RuntimeError(f"symcost {' '.join(args)} ended with {status}, not {status_wanted}")
+        return err.getvalue()
     if status not in (0, 1):
         raise RuntimeError(f"symcost {' '.join(args)} failed ({status}):\n{err.getvalue()}")
     return out.getvalue()
@@ -84,8 +90,9 @@ def select(text: str, spec: str | None) -> list[str]:
 def render_block(cmd: str) -> str:
     args_text, _, opts = cmd.partition(";")
     args = shlex.split(args_text)
-    spec = dict(o.strip().split("=", 1) for o in opts.split() if "=" in o).get("lines")
-    body = select(run(args), spec)
+    settings = dict(o.strip().split("=", 1) for o in opts.split() if "=" in o)
+    status = int(settings["status"]) if "status" in settings else None
+    body = select(run(args, status), settings.get("lines"))
     return "\n".join([f"$ symcost {args_text.strip()}", *body])
 
 

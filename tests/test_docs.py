@@ -39,3 +39,13 @@ def test_the_tool_notices_a_change(tmp_path):
 def test_line_selection():
     assert TOOL.select("a\nb\nc\nd\ne", "1-2,-1-") == ["a", "b", "…", "e"]
     assert TOOL.select("a\nb\nc", "2") == ["…", "b", "…"]
+
+
+def test_an_error_block_shows_standard_error(tmp_path, monkeypatch):
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- output: ops nosuchop ; status=2 -->\n```text\nstale\n```\n")
+    text, stale = TOOL.update(doc)
+    assert stale == ["ops nosuchop ; status=2"] and "error: " in text and "nosuchop" in text
+    doc.write_text("<!-- output: ops linear ; status=2 -->\n```text\nstale\n```\n")
+    with pytest.raises(RuntimeError, match="not 2"):
+        TOOL.update(doc)

@@ -12,7 +12,8 @@ from symcost.lang.unparse import unparse, unparse_expr
 
 from helpers import ROOT
 
-FILES = sorted((ROOT / "specs").rglob("*.arch")) + sorted((ROOT / "tests" / "data" / "specs").glob("*.arch"))
+FILES = sorted((ROOT / "specs").rglob("*.arch")) + sorted((ROOT / "tests" / "data" / "specs").glob("*.arch")) + sorted(
+    (ROOT / "docs" / "examples").glob("*.arch"))
 EXPRS, STMTS, ITEMS = F.syntax_strategies()
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 

@@ -29,6 +29,8 @@ def _per_axis(values, n: int, name: str, what: str, default=None) -> tuple:
     """A per-axis setting: one value for every spatial axis, or one per axis."""
     if values is None:
         return (default,) * n
+    if not isinstance(values, tuple):  # a default written as one number
+        values = (values,)
     values = tuple(sp.Integer(v) if isinstance(v, int) else v for v in values)
     if len(values) == 1:
         return values * n
@@ -121,8 +123,8 @@ def _conv(n: int, name: str, x: T, out, kernel, stride, padding, dilation, group
 
 
 @op
-def conv1d(x: T, out: Dim = None, kernel: Dims = None, *, stride: Dims = (1,), padding: Dims = (0,),
-           dilation: Dims = (1,), groups: Dim = 1, bias: bool = True, weight: T = None) -> Rule:
+def conv1d(x: T, out: Dim = None, kernel: Dims = None, *, stride: Dims = 1, padding: Dims = 0,
+           dilation: Dims = 1, groups: Dim = 1, bias: bool = True, weight: T = None) -> Rule:
     """1-d convolution [b, c, l] -> [b, out, l'], l' = floor((l + 2p − d(k−1) − 1)/s) + 1; groups=c is depthwise.
 
     Parameters out·(c/groups)·k (+ out for the bias). Forward b·out·(c/groups)·k·l' multiply-adds; backward the
@@ -132,8 +134,8 @@ def conv1d(x: T, out: Dim = None, kernel: Dims = None, *, stride: Dims = (1,), p
 
 
 @op
-def conv2d(x: T, out: Dim = None, kernel: Dims = None, *, stride: Dims = (1,), padding: Dims = (0,),
-           dilation: Dims = (1,), groups: Dim = 1, bias: bool = True, weight: T = None) -> Rule:
+def conv2d(x: T, out: Dim = None, kernel: Dims = None, *, stride: Dims = 1, padding: Dims = 0,
+           dilation: Dims = 1, groups: Dim = 1, bias: bool = True, weight: T = None) -> Rule:
     """2-d convolution [b, c, h, w] -> [b, out, h', w']; kernel, stride, padding, dilation: one value or [h, w].
 
     Sizes per axis as conv1d. Parameters out·(c/groups)·kh·kw (+ out); forward b·out·(c/groups)·kh·kw·h'·w'
@@ -163,25 +165,25 @@ def _pool(n: int, name: str, x: T, kernel, stride, padding, dilation, kind: str)
 
 
 @op
-def max_pool1d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = (0,), dilation: Dims = (1,)) -> Rule:
+def max_pool1d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = 0, dilation: Dims = 1) -> Rule:
     """Max pooling [b, c, l] -> [b, c, l'] (stride defaults to the kernel); saves its input and int64 indices."""
     return _pool(1, "max_pool1d", x, kernel, stride, padding, dilation, "max")
 
 
 @op
-def max_pool2d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = (0,), dilation: Dims = (1,)) -> Rule:
+def max_pool2d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = 0, dilation: Dims = 1) -> Rule:
     """Max pooling [b, c, h, w] -> [b, c, h', w'] (stride defaults to the kernel); saves its input and indices."""
     return _pool(2, "max_pool2d", x, kernel, stride, padding, dilation, "max")
 
 
 @op
-def avg_pool1d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = (0,)) -> Rule:
+def avg_pool1d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = 0) -> Rule:
     """Average pooling [b, c, l] -> [b, c, l'] (stride defaults to the kernel); saves its input."""
     return _pool(1, "avg_pool1d", x, kernel, stride, padding, None, "avg")
 
 
 @op
-def avg_pool2d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = (0,)) -> Rule:
+def avg_pool2d(x: T, kernel: Dims, *, stride: Dims = None, padding: Dims = 0) -> Rule:
     """Average pooling [b, c, h, w] -> [b, c, h', w'] (stride defaults to the kernel); saves its input."""
     return _pool(2, "avg_pool2d", x, kernel, stride, padding, None, "avg")
 
