@@ -169,7 +169,8 @@ class Analysis:
         from symcost.analysis.training import dp_communication_bytes
 
         return self._once("dp_comm", lambda: sp.expand(dp_communication_bytes(
-            self.report.totals["params"], self.precision, self.request.zero, self.dp)))
+            self.report.totals["params"], self.precision, self.request.zero, self.dp,
+            frozen=self.report.frozen_params)))
 
     @property
     def device(self):

@@ -279,3 +279,14 @@ def test_comparisons_of_numbers_agree_with_python(x, y):
     for op, fn in (("==", x.__eq__), ("!=", x.__ne__), ("<", x.__lt__), ("<=", x.__le__), (">", x.__gt__),
                    (">=", x.__ge__)):
         assert env.truth(parse_expression(f"{x} {op} {y}"), {}) is fn(y)
+
+
+def test_data_parallel_traffic_leaves_out_frozen_parameters(spec):
+    from symcost.analysis.training import dp_communication_bytes
+
+    text = HEAD + "param w: [h, h] frozen\ninput x: [b, s, h]\ny = linear(x, weight=w, bias=false)\nz = linear(y, h)\n"
+    a = symcost.derive(spec(text))
+    h = sym("h")
+    assert same(dp_communication_bytes(a.totals["params"], "fp32", 0, 8, frozen=a.frozen_params), 8 * (h * h + h))
+    assert same(dp_communication_bytes(a.totals["params"], "fp32", 3, 8, frozen=a.frozen_params),
+                8 * (2 * h * h + h) + 4 * (h * h + h))

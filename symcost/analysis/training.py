@@ -240,6 +240,7 @@ def dp_communication_bytes(
     zero: int = 0,
     dp: Expr | int | None = None,
     exact: bool = False,
+    frozen: Expr | int = 0,
 ) -> Expr:
     """Bytes each device sends per optimizer step for data parallelism (and receives as many).
 
@@ -253,15 +254,18 @@ def dp_communication_bytes(
     algorithm's volume (0 on one device). Gradient accumulation over micro-batches does not change it: the
     exchange happens once per optimizer step (ZeRO-3 gathers weights per micro-batch, so multiply its
     2Ψ·weight-bytes part by the micro-batch count). Time ≥ these bytes / per-direction link bandwidth.
+    Frozen parameters have no gradients and never change: only the trained Ψ − frozen are exchanged, except
+    in ZeRO-3's weight all-gathers, which fetch every weight.
     """
     psi = _expr(params)
+    trained = psi - _expr(frozen)
     prec = precision_policy(precision)
     stage = _stage(zero)
     n = dp_degree(dp)
     if stage == 3:
-        volume = 2 * psi * prec.weight + psi * prec.grad  # two weight all-gathers + a gradient reduce-scatter
+        volume = 2 * psi * prec.weight + trained * prec.grad  # two weight all-gathers + a gradient reduce-scatter
     else:
-        volume = 2 * psi * prec.grad  # reduce-scatter + all-gather
+        volume = 2 * trained * prec.grad  # reduce-scatter + all-gather
     return volume * (n - 1) / n if exact else volume
 
 
