@@ -105,7 +105,7 @@ def test_an_odd_layer_count_is_a_located_error_at_evaluation(spec, text):
         a.at(b=1, s=8, h=4, L=5, W=4)
     err = info.value
     assert err.message in ("the repeat count L = 5: it must be a multiple of 2 (the pattern has 2 kinds)",
-                           "the repeat count L/2 = 5/2 at L=5: it must be a positive integer")
+                           "the repeat count L / 2 = 5/2 at L=5: it must be a whole number of layers")
     assert err.loc is not None and err.loc.line == text.split("\n").index(
         next(line for line in text.split("\n") if line.startswith("repeat"))) + 1
     assert "^" in str(err)
@@ -290,3 +290,11 @@ def test_data_parallel_traffic_leaves_out_frozen_parameters(spec):
     assert same(dp_communication_bytes(a.totals["params"], "fp32", 0, 8, frozen=a.frozen_params), 8 * (h * h + h))
     assert same(dp_communication_bytes(a.totals["params"], "fp32", 3, 8, frozen=a.frozen_params),
                 8 * (2 * h * h + h) + 4 * (h * h + h))
+
+
+def test_a_symbolic_count_may_come_out_as_no_layers_but_not_fewer(spec):
+    text = HEAD + "dim D\ninput x: [b, s, h]\nrepeat L - D {\n  x = linear(x, h, bias=false)\n}\n"
+    a = symcost.derive(spec(text))
+    assert a.at(b=1, s=1, h=2, L=3, D=3, W=1)["params"] == 0
+    with pytest.raises(SymcostError, match="the repeat count L - D = -1 at D=4, L=3: it must be a whole number"):
+        a.at(b=1, s=1, h=2, L=3, D=4, W=1)

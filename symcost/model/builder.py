@@ -12,6 +12,7 @@ import sympy as sp
 from symcost.errors import Loc, SymcostError, suggest
 from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
+from symcost.lang.unparse import unparse_expr
 from symcost.model.calls import Calls, kind_phrase
 from symcost.model.dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
 from symcost.model.graph import Family, Graph, Param, Storage, Tensor
@@ -300,13 +301,16 @@ class Builder(Calls):
         """`repeat n { … }`: the body once, × n. With `pattern [k1, …, km]` the layers cycle through m kinds:
         the body once per kind (its name true, the others false), each × n/m, in sequence."""
         count = self.env.dim_expr(st.count, self._locals(scope))
-        self.env.require_whole(count, st.count.loc, "the repeat count")
+        written = unparse_expr(st.count)
+        self.env.require_whole(count, st.count.loc, "the repeat count", "a whole number of layers", least=0,
+                               text=written)
         kinds = [k.id for k in st.pattern]
         periods = count
         if kinds:
             periods = count / len(kinds)
             self.env.require_whole(periods, st.count.loc, "the repeat count",
-                                   f"a multiple of {len(kinds)} (the pattern has {len(kinds)} kinds)", count)
+                                   f"a multiple of {len(kinds)} (the pattern has {len(kinds)} kinds)", count, least=0,
+                                   text=written)
         passes = [dict(bools, **{k: k == kind for k in kinds}) for kind in kinds] or [bools]
         found = []
         for pb in passes:

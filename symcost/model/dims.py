@@ -117,14 +117,16 @@ class Constraint:
     what: str  # "the repeat count"
     whole: str  # "a positive integer", "a multiple of 2"
     shown: Expr  # what the user wrote (the count, where value is count / pattern length)
+    least: int = 1  # the smallest value allowed (0: a symbolic repeat count may come out as no layers)
+    text: str | None = None  # the count as written in the spec (`L - Ld`), for the message
 
     def check(self, subs: dict) -> None:
         v = self.value.xreplace(subs)
-        if v.is_number and not (v.is_Integer and v > 0):
+        if v.is_number and not (v.is_Integer and v >= self.least):
             shown = self.shown.xreplace(subs)
             given = ", ".join(f"{s}={subs[s]}" for s in sorted(self.shown.free_symbols, key=str) if s in subs)
             where = "" if self.shown.is_Symbol else f" at {given}"
-            raise SymcostError(f"{self.what} {fmt_expr(self.shown)} = {fmt_expr(shown)}{where}: it must be "
+            raise SymcostError(f"{self.what} {self.text or fmt_expr(self.shown)} = {fmt_expr(shown)}{where}: it must be "
                                f"{self.whole}", self.loc)
 
 
@@ -237,15 +239,17 @@ class Env:
         raise SymcostError(f"expected a dimension expression, found {describe(node)}", node.loc)
 
     def require_whole(self, value: Expr, loc: Loc | None, what: str, whole: str = "a positive integer",
-                      shown: Expr | None = None) -> None:
+                      shown: Expr | None = None, least: int = 1, text: str | None = None) -> None:
         """A count that must be a positive integer: an error now when it is a number that is not, or can never be
-        one; otherwise, unless it is an integer for every size, a constraint checked when dims get values.
-        `shown` is what the user wrote when `value` is derived from it (a count over a pattern's length)."""
+        one; otherwise, unless it is a whole number ≥ `least` for every size, a constraint checked when dims get
+        values. `shown` is what the user wrote when `value` is derived from it (a count over a pattern's length);
+        `least=0` lets a symbolic count come out as zero (`repeat L - Ld` with Ld = L: no such layers)."""
         shown = value if shown is None else shown
         if is_bad_size(value):
             raise SymcostError(f"{what} must be {whole}, not {fmt_expr(shown)}", loc)
-        if value.is_integer is not True or value.is_positive is not True:
-            self.constraints.append(Constraint(value, loc, what, whole, shown))
+        bound = value.is_positive if least == 1 else value.is_nonnegative
+        if value.is_integer is not True or bound is not True:
+            self.constraints.append(Constraint(value, loc, what, whole, shown, least, text))
 
     # ---- conditions
     def truth(self, node: S.Expr, local: dict, bools: dict | None = None) -> bool:
