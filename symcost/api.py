@@ -15,8 +15,9 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
     spec: a .arch file or a shipped spec's name ("llama"); optional with `preset` or `hf_config`, which choose
     the spec by model_type. set: dims and options, as a dict ({"b": 1, "tied": False}) or NAME=VALUE texts.
     path: directories searched before the shipped ones. Every other keyword is a setting of symcost.settings.TABLE:
-    phase, dtype, flops, causal, other_flops, embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel,
-    pp, stage, ep, keep, dp, zero, optimizer, precision, device, step_time.
+    phase, dtype, activations, weights, quantize, group, scale, zero_point, kv, flops, causal, other_flops,
+    embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel, pp, stage, ep, keep, dp, zero, optimizer,
+    precision, device, step_time, flops_efficiency, bandwidth_efficiency, reserve, reserve_bytes, generate.
 
     >>> a = derive("gpt2", preset="gpt2-small")
     >>> a.at().params
@@ -27,6 +28,20 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
 
         use_path([path] if isinstance(path, str) else path)
     return run(request(spec, preset=preset, hf_config=hf_config, values=set, **settings))
+
+
+def solve(spec=None, unknown: str | None = None, *constraints, want: str = "max", preset: str | None = None,
+          hf_config=None, set=None, path=None, **settings):
+    """Derive, then answer an inverse question (see Analysis.solve): `want` max | min | crossover.
+
+    >>> a = solve("llama", "c", "kv_cache_bytes <= 24GB", preset="llama-2-7b", phase="decode", set={"b": 1})
+    >>> a.value
+    45776
+    """
+    if unknown is None:
+        raise SymcostError("name the dim to solve for: solve(spec, 'b', 'memory_bytes <= device', ...)")
+    return derive(spec, preset=preset, hf_config=hf_config, set=set, path=path, **settings).solve(
+        unknown, *constraints, want=want)
 
 
 def run(req: Request) -> "Analysis":
@@ -41,7 +56,8 @@ def run(req: Request) -> "Analysis":
     if spec is None:
         raise SymcostError("give a spec (a file or a shipped name such as llama), or a preset or HF config that "
                            "chooses one by model_type")
-    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel)
+    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel,
+                      dtypes=dtype_roles(req))
     env = builder.declare().env
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None
@@ -179,7 +195,23 @@ class Analysis:
             return None
         from symcost.analysis.hardware import load_device
 
-        return self._once("device", lambda: load_device(self.request.device))
+        return self._once("device", lambda: _achieved(load_device(self.request.device), self.request))
+
+    @property
+    def serving(self):
+        """Serving bounds end to end (symcost.analysis.serving.Serving) with `generate` and a device, or None."""
+        if self.request.generate is None or self.device is None:
+            return None
+        from symcost.analysis.serving import serving
+
+        return self._once("serving", lambda: serving(self))
+
+    @property
+    def memory(self):
+        """Memory per device (symcost.analysis.memory.Memory): its parts, reserve, total and the device's capacity."""
+        from symcost.analysis.memory import memory
+
+        return self._once("memory", lambda: memory(self))
 
     @property
     def summary(self):
@@ -225,6 +257,27 @@ class Analysis:
 
             check_derived(self.config, ev)
         return Values(self, ev)
+
+    # ---- inverse questions (symcost.analysis.solve)
+    def solve(self, unknown: str, *constraints, want: str = "max"):
+        """The largest (want="max") or smallest ("min") whole value of a dim such that every constraint holds
+        (texts such as 'memory_bytes <= device', or (name, op, value) tuples) → a BoundAnswer (`.value`,
+        `.status`, the checks at the answer and the next integer, the boundary's closed form); want="crossover"
+        with one equation 'A = B' → a Crossover (`.roots`: (closed form, value) pairs)."""
+        from symcost.analysis import solve as S
+
+        if want == "crossover":
+            if len(constraints) != 1:
+                raise SymcostError("a crossover takes one equation, such as 'attention.flops_fwd = mlp.flops_fwd'")
+            return S.crossover(self, unknown, constraints[0])
+        return S.solve_bound(self, unknown, list(constraints), want)
+
+    def limit(self, unknown: str, term: str):
+        """The leading term of a term (a name, or a sum/product such as 'train_flops / tokens / params') as the
+        dim grows, the other dims kept as symbols, and its limit → a Leading (`.leading`, `.limit`)."""
+        from symcost.analysis.solve import leading
+
+        return leading(self, unknown, term)
 
     def explain(self, **values) -> str:
         """The derivation op by op: shapes in and out, parameters, FLOPs, bytes, what each op saves."""
@@ -282,9 +335,35 @@ class Values:
     def totals(self) -> dict:
         return {m: self.evaluator(e) for m, e in self.analysis.report.totals.items()}
 
+    @property
+    def summary(self) -> dict | None:
+        """The device's phase bounds at these dims (exact Fractions: seconds, tokens/s), or None without a device."""
+        s = self.analysis.summary
+        return None if s is None else s.values(self.evaluator)
+
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={v}" for k, v in self.given.items())
         return f"<symcost.Values of {self.analysis.name} at {given or 'no dims'}>"
+
+
+def _achieved(device, req: Request):
+    """The device at the achieved fractions of its peak FLOP/s and bandwidth (--flops-efficiency, ...)."""
+    from dataclasses import replace
+
+    if req.flops_efficiency is None and req.bandwidth_efficiency is None:
+        return device
+    f = sp.Rational(*(req.flops_efficiency or 1).as_integer_ratio())
+    b = sp.Rational(*(req.bandwidth_efficiency or 1).as_integer_ratio())
+    return replace(device, peak_flops={k: v * f for k, v in device.peak_flops.items()},
+                   memory_bandwidth=device.memory_bandwidth * b)
+
+
+def dtype_roles(req: Request) -> dict:
+    """The dtype settings the graph builder takes (activations, weights and their quantization, KV cache)."""
+    roles = {k: getattr(req, k) for k in ("activations", "weights", "group", "scale", "zero_point", "kv")}
+    if req.weights is not None:
+        roles["quantize"] = req.quantize
+    return roles
 
 
 PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # training precision by dtype

@@ -729,10 +729,9 @@ def assignment(src, dims: list[str], options: list[str]) -> str:
     if kind == "setting":
         from symcost.settings import TABLE
 
-        choice = [s for s in TABLE if s.choices]
-        setting = src.choice(choice)
-        name, allowed = setting.name, tuple(str(c) for c in setting.choices)
-        return f"{name}={src.choice(list(allowed) + ['bogus'])}"
+        setting = src.choice([s for s in TABLE if s.choices or s.kind == "flag"])
+        allowed = [str(c) for c in setting.choices] or ["true", "false"]
+        return f"{setting.name.replace('_', '-')}={src.choice(allowed + ['bogus'])}"
     return src.choice([f"{src.choice(dims)}={src.choice(dims)}", "=", "x", "==1", f"training={src.choice(['true', 'false'])}",
                        f"{hostile_text(src, 4)}={hostile_number_text(src)}", f"c={hostile_number_text(src)}"])
 
@@ -903,8 +902,8 @@ def in_process_pipeline(text: str, workdir: Path) -> Result:
     """parse → build → derive on a spec text through the library API (not the CLI)."""
     from symcost.cost.accounting import derive
     from symcost.errors import SymcostError
-    from symcost.lang.parse import load
     from symcost.model.builder import build
+    from symcost.lang.parse import load
 
     p = write_spec_dir(workdir, text)
     try:
@@ -974,7 +973,8 @@ def syntax_strategies():
     at = None  # locations do not take part in equality
     reserved = keywords()
     name = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True).filter(lambda n: n not in reserved)
-    text = st.text(st.characters(blacklist_characters='"\n', blacklist_categories=("Cs",)), max_size=6)
+    text = st.text(st.characters(blacklist_characters='"\n', blacklist_categories=("Cs",)), max_size=6).filter(
+        str.isprintable)  # the parser refuses control characters in strings
     number = st.one_of(st.integers(0, 10**6).map(str), st.tuples(st.integers(0, 99), st.integers(0, 99)).map(
         lambda p: f"{p[0]}.{p[1]}"))
     leaves = {

@@ -85,7 +85,8 @@ class Device:
         raise SymcostError(
             f"device '{self.name}' has no published {dtype} peak (it has: {have})",
             None,
-            suggest(dtype, self.peak_flops) or "choose the dtype with --dtype, or add it to the device file",
+            suggest(dtype, self.peak_flops) or "choose the arithmetic's dtype with --dtype or --activations, or add it "
+            "to the device file",
         )
 
     def ridge_point(self, dtype: str) -> sp.Rational:
@@ -205,6 +206,8 @@ def _kind(v) -> str:
 def _text(v, field: str, source: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise SymcostError(f"{source}: '{field}' must be non-empty text, not {_kind(v)}")
+    if not v.isprintable():
+        raise SymcostError(f"{source}: '{field}' may not contain control characters")
     return v
 
 

@@ -7,12 +7,13 @@ FORMATS = ("text", "json", "latex", "markdown")
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def add_settings(parser: argparse.ArgumentParser, stages=("build", "account", "train", "device")) -> None:
-    """The settings of symcost.settings.TABLE as flags (derive and compare share them)."""
+def add_settings(parser: argparse.ArgumentParser,
+                 stages=("build", "account", "train", "memory", "device", "serving"), skip=()) -> None:
+    """The settings of symcost.settings.TABLE as flags (derive and compare share them; `skip`: names left out)."""
     from symcost.settings import TABLE
 
     for s in TABLE:
-        if s.stage not in stages:
+        if s.stage not in stages or s.name in skip:
             continue
         kw = dict(help=s.help, dest=s.name)
         if s.kind == "flag":
@@ -24,6 +25,8 @@ def add_settings(parser: argparse.ArgumentParser, stages=("build", "account", "t
             parser.add_argument(s.flag, nargs="+", default=[], action="extend", metavar=s.metavar, **kw)
         elif s.kind == "number":
             parser.add_argument(s.flag, type=_seconds, metavar=s.metavar, **kw)
+        elif s.kind == "zero-point":  # --zero-point alone: at the weights' own width
+            parser.add_argument(s.flag, nargs="?", const=True, metavar=s.metavar, **kw)
         else:
             parser.add_argument(s.flag, metavar=s.metavar, **kw)
 

@@ -14,12 +14,15 @@ from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
 from symcost.lang.unparse import unparse_expr
 from symcost.model.calls import Calls, kind_phrase
-from symcost.model.dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
+from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
+                                set_derived)
 from symcost.model.graph import Family, Graph, Param, Storage, Tensor
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
 
 ONE = sp.Integer(1)
+MAX_OP_INSTANCES = 250_000  # op nodes one spec may elaborate to (about a minute of work)
+MAX_BLOCK_DEPTH = 64  # blocks calling blocks
 
 
 class Builder(Calls):
@@ -35,6 +38,7 @@ class Builder(Calls):
         unroll: bool = False,
         phase: str = "train",
         vocab_parallel: bool = True,
+        dtypes: dict | None = None,
     ):
         if phase not in PHASES:
             raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
@@ -46,6 +50,8 @@ class Builder(Calls):
         self.module = module
         self.option_overrides = dict(options or {})
         self.dtype_override = dtype
+        # dtypes by role: activations, weights (with quantize, group, scale, zero_point) and kv, as names
+        self.dtype_roles = {k: v for k, v in (dtypes or {}).items() if v is not None}
         self.value_overrides = dict(values or {})
         self.unroll = unroll
         self.env = Env()
@@ -66,6 +72,9 @@ class Builder(Calls):
                 raise SymcostError(f"'{name}' is already declared as an input", loc)
             if name in OPS and kind == "block":
                 raise SymcostError(f"block '{name}' has the name of a built-in op", loc)
+            if name == "training":
+                raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
+                                   loc)
             self.kinds[name] = kind
 
         return claim
@@ -115,7 +124,39 @@ class Builder(Calls):
                 self.input_names.add(item.name)
         self._apply_overrides()
         self._statements = stmts
+        self._check_size(stmts)
         return self.graph
+
+    def _check_size(self, stmts) -> None:
+        """Refuse, before building, a spec whose blocks expand to more op instances than MAX_OP_INSTANCES (a block
+        calling the next one twice, many levels deep, doubles at each level); a repeat is counted once."""
+        memo: dict[str, int] = {}
+
+        def count(body, active: tuple) -> int:
+            total = 0
+            for st in body:
+                if isinstance(st, S.Assign):
+                    name = st.call.name
+                    if name in self.blocks and name not in active:
+                        if len(active) >= MAX_BLOCK_DEPTH:
+                            raise SymcostError(f"blocks call blocks more than {MAX_BLOCK_DEPTH} deep here (through "
+                                               f"{' -> '.join(active[:3])} … {active[-1]})", st.loc)
+                        if name not in memo:
+                            memo[name] = count(self.blocks[name].body, (*active, name))
+                        total += memo[name]
+                    else:
+                        total += 1
+                    if total > MAX_OP_INSTANCES:
+                        raise SymcostError(
+                            f"the spec expands to more than {MAX_OP_INSTANCES:,} op instances (blocks calling blocks "
+                            "several times each); a repeat is costed once: use repeat for layers", st.loc)
+                elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
+                    total += count(st.body, active)
+                elif isinstance(st, S.If):
+                    total += count(st.then, active) + count(st.orelse, active)
+            return total
+
+        count(stmts, ())
 
     def build(self) -> Graph:
         """Declarations, then the statements: the whole graph."""
@@ -144,9 +185,6 @@ class Builder(Calls):
 
     def _phase_setup(self) -> None:
         """The built-in option `training`, and for decoding: one new token (s = 1) against c cached ones."""
-        if "training" in self.kinds:
-            raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
-                               self.env.dims["training"].loc if "training" in self.env.dims else None)
         self.env.options["training"] = self.phase == "train"
         self.env.option_docs["training"] = "built in: true in the train phase, false in prefill and decode"
         if self.phase != "decode":
@@ -181,6 +219,7 @@ class Builder(Calls):
         self._apply_options()
         if self.dtype_override:
             self.env.default_dtype = self.env.dtype(self.dtype_override, None)
+        self._apply_dtype_roles()
         if self.value_overrides:
             for key, value in self.value_overrides.items():
                 dim = self.env.dims.get(key)
@@ -200,6 +239,33 @@ class Builder(Calls):
                             f"derived dimension {dim.name} = {dim.definition} is {v}, not a positive integer", dim.loc
                         )
 
+    def _apply_dtype_roles(self) -> None:
+        """The activations', quantized weights' and KV cache's dtypes (names checked against the spec's)."""
+        env, roles = self.env, self.dtype_roles
+        unknown = set(roles) - {"activations", "weights", "kv", "quantize", "group", "scale", "zero_point"}
+        if unknown:
+            raise SymcostError(f"unknown dtype role '{sorted(unknown)[0]}'")
+
+        def named(key: str) -> DType:
+            try:
+                return env.dtype(roles[key], None)
+            except SymcostError as e:
+                raise SymcostError(f"--{key.replace('_', '-')}: {e.message}", None, e.hint) from None
+
+        if "activations" in roles:
+            env.activation_dtype = named("activations")
+        if "weights" in roles:
+            base = named("weights")
+            group = roles.get("group")
+            scale = named("scale") if "scale" in roles else env.default_dtype
+            zero = roles.get("zero_point")
+            zero = None if zero is None else base if zero is True else named("zero_point")
+            env.weight_dtype = quantized(base, group, scale if group else None, zero if group else None)
+            env.quantize = roles.get("quantize", "layers")
+        if "kv" in roles:
+            env.kv_dtype = named("kv")
+            self.build_info = replace(self.build_info, cache_dtype=env.kv_dtype)
+
     def _tensor_type(self, tt: S.TensorType, local: dict) -> tuple[tuple, DType]:
         shape = tuple(self.env.dim_expr(e, local) for e in tt.shape)
         for e, size in zip(tt.shape, shape):
@@ -210,13 +276,17 @@ class Builder(Calls):
 
     def _declare_param(self, item: S.ParamDecl, top: Scope) -> None:
         shape, dtype = self._tensor_type(item.type, {})
+        if self.env.weight_dtype is not None and self.env.quantize == "matrices" and len(shape) >= 2:
+            dtype = self.env.weight_dtype  # a declared table (an embedding, tied or not) is quantized too
         param = Param(item.name, shape, dtype, ONE, item.loc, frozen=item.frozen)
         self.graph.params.append(param)
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "parameter", is_param=True)
-        self.global_tensors[item.name] = replace(t, grad=not item.frozen and dtype.floating)
+        self.global_tensors[item.name] = replace(t, grad=not item.frozen)
 
     def _declare_input(self, item: S.InputDecl, top: Scope) -> None:
         shape, dtype = self._tensor_type(item.type, {})
+        if item.type.dtype is None and self.env.activation_dtype is not None:
+            dtype = self.env.activation_dtype
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "input")
         t = replace(t, grad=not item.nograd and dtype.floating)  # integer ids never need a gradient
         self.graph.inputs.append(t)

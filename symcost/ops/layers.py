@@ -71,7 +71,7 @@ def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None, parall
     if bias:
         params = (*params, NewParam("bias", (n,)))
         cost = cost + elementwise(m * n, *ADD)
-    return Rule((Out((*x.shape[:-1], n)),), params, cost, grads=grads, parallel=parallel)
+    return Rule((Out((*x.shape[:-1], n)),), params, cost, grads=grads, parallel=parallel, quantizable=True)
 
 
 @op

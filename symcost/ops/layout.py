@@ -135,11 +135,13 @@ def arange(n: Dim) -> Rule:
 def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) -> Rule:
     """Keys or values kept for later tokens, [.., s, d] along `axis`. Train: the identity. Prefill: the s new
     entries are written to the cache. Decode (s = 1): the new entry is appended and all c cached entries are
-    read, so the result is [.., c, d]. A sliding `window` keeps at most that many entries."""
+    read, so the result is [.., c, d]. A sliding `window` keeps at most that many entries. The cache holds its
+    entries in the build's cache dtype (--kv), else in x's own."""
     ax = axis_of(x, axis, "cache")
     if window is not None and is_bad_size(window):
         raise SymcostError(f"cache: a window must be a positive integer, not {window}")
-    per_entry = numel(x.shape) / x.shape[ax] * x.dtype.nbytes
+    dtype = build.cache_dtype or x.dtype
+    per_entry = numel(x.shape) / x.shape[ax] * dtype.nbytes
     if build.phase == "train":
         return Rule((Out(x.shape, view_of=x),), caches=True)
     if build.phase == "prefill":
@@ -149,6 +151,6 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
     kept = build.cache_len if window is None else sp.Min(build.cache_len, window)
     shape = (*x.shape[:ax], kept, *x.shape[ax + 1 :])
     stored = kept * per_entry
-    # write the new entry; the consumers of the result read all the cached ones
-    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=x.numel * x.dtype.nbytes),
-                caches=True)
+    # write the new entry; the consumers of the result read all the cached ones, in the cache's dtype
+    return Rule((Out(shape, dtype=build.cache_dtype, view_of=x),),
+                cost=Cost(cache_bytes=stored, io_bytes=x.numel * dtype.nbytes), caches=True)

@@ -77,6 +77,7 @@ class Build:
 
     phase: str = "train"
     cache_len: sp.Expr | None = None  # c, the tokens held in the cache, when decoding
+    cache_dtype: DType | None = None  # the KV cache's dtype (--kv); None: the cached tensor's own
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +152,7 @@ class Rule:
     causal: bool = False  # a product of which a causal mask keeps half (--causal half)
     caches: bool = False  # keeps keys or values for later tokens (--phase decode needs one)
     as_product: Cost | None = None  # a lookup's cost counted as a one-hot product (--embedding-flops matmul)
+    quantizable: bool = False  # its weight matrices are what weight-only quantization stores in --weights
 
 
 @dataclass(frozen=True)
