@@ -14,8 +14,15 @@ def _module(name: str):
     return importlib.import_module(f"symcost.commands.{name}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are SymcostErrors: one boundary prints them, cleaned for the terminal."""
+
+    def error(self, message: str):
+        raise SymcostError(message, None, f"see `{self.prog} --help`")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="symcost",
         description="Derive closed-form costs (parameters, FLOPs, activation memory, traffic) of neural "
         "networks described in the .arch language.",
@@ -23,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"symcost {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--path", metavar="DIR", action="append", default=[],
                         help="look for specs, blocks, mappings (hf/), presets and devices (hardware/) in DIR before "
                         "the shipped ones; may be repeated (also: the SYMCOST_PATH environment variable)")
@@ -36,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Exit status: 0 success, 1 a validation that disagrees, 2 an error."""
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as e:  # --help, --version, or argparse's own usage error (status 2)
+    except SystemExit as e:  # --help or --version
         return int(e.code or 0)
+    except SymcostError as e:  # a usage error
+        return _fail(str(e))
     from symcost.paths import use_path
 
     use_path(getattr(args, "path", None) or [])
@@ -63,6 +72,8 @@ def _emit(text: str, output: str | None, status: int) -> int:
                 fh.write(text)
         except (OSError, ValueError) as e:
             return _fail(f"error: cannot write {shown(output)}: {getattr(e, 'strerror', None) or type(e).__name__}")
+        return status
+    if sys.stdout is None:  # started with standard output closed: nothing to write to, as Unix tools do
         return status
     try:
         _write(sys.stdout, text)
@@ -103,6 +114,8 @@ def ascii_text(text: str) -> str:
 
 
 def _fail(message: str) -> int:
+    if sys.stderr is None:
+        return 2
     try:
         _write(sys.stderr, message + "\n")
         sys.stderr.flush()
