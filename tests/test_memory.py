@@ -47,7 +47,7 @@ def test_zero_paper_example_model_states(toy, zero, gb):
     assert v(m.total) == states + 15 * 10**9 and m.capacity is None and m.headroom is None and m.fits() is None
 
 
-# Llama 2 70B (preset): h 8192, f 28672, L 80, a 64, kv 8 (d 128), V 32000; TP = 8 on an H100 SXM (80e9 bytes)
+# Llama 2 70B (preset): h 8192, f 28672, L 80, a 64, kv 8 (d 128), V 32000; TP = 8 on an H100 SXM (80 GiB)
 H, F, L, KV_D, V = 8192, 28672, 80, 8 * 128, 32000
 
 
@@ -62,14 +62,14 @@ def test_llama2_70b_decode_at_batch_600_does_not_fit_eight_h100s(capsys):
     norms = (2 * L + 1) * H  # replicated on every device
     assert v(m.parts["kv_cache"]) == kv == 100_663_296_000
     assert v(m.parts["weights"]) == 2 * (matrices // 8 + norms)
-    assert v(m.total) > 80 * 10**9 and m.fits(v.evaluator) is False
-    assert v(m.headroom) == 80 * 10**9 - v(m.total)
+    assert v(m.total) > 80 * 2**30 and m.fits(v.evaluator) is False
+    assert v(m.headroom) == 80 * 2**30 - v(m.total)
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "DOES NOT FIT" in out and "80 GB on h100-sxm" in out
+    assert "DOES NOT FIT" in out and "80 GiB on h100-sxm" in out
     assert main([*args, "--format", "json"]) == 0
     mem = json.loads(capsys.readouterr().out)["memory"]
-    assert mem["fits"] is False and mem["capacity"] == 80 * 10**9
+    assert mem["fits"] is False and mem["capacity"] == 80 * 2**30
     assert mem["parts"]["kv_cache"]["value"] == kv and mem["headroom"]["value"] < 0
     assert main([*args[:-2], "b=16", "c=4096", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["memory"]["fits"] is True

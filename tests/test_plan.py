@@ -80,7 +80,7 @@ def test_70b_on_512_h100s():
                   global_batch=1024)
     best = result.best[0]
     assert best["t"] * best["p"] * best["d"] == 512 and 1024 % (best["d"] * best["b"]) == 0
-    assert best["memory"] <= 80e9 and all(ok for *_, ok in result.checks)
+    assert best["memory"] <= 80 * 2**30 and all(ok for *_, ok in result.checks)
     # hand: Llama-2-70B parameters, and a step can be no faster than 6·N·tokens FLOPs spread over 512 peaks
     h, L, a, kv, f, V = 8192, 80, 64, 8, 28672, 32000
     n = L * (2 * h * h + 2 * h * kv * (h // a) + 3 * h * f + 2 * h) + 2 * V * h + h
@@ -95,7 +95,7 @@ def test_decode_plan_agrees_with_solve():
     result = plan("llama", preset="llama-2-70b", set={"c": 4096}, devices=8, device="h100-sxm",
                   objective="decode", max_batch=512)
     best = result.best[0]
-    assert (best["t"], best["p"], best["d"], best["b"]) == (8, 1, 1, 372)  # the largest batch that fits (solve)
+    assert (best["t"], best["p"], best["d"], best["b"]) == (8, 1, 1, 408)  # the largest batch that fits (solve)
     assert all(ok for *_, ok in result.checks)
 
 

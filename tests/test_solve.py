@@ -40,28 +40,31 @@ def _kv_per_sequence_70b(t: int, c: int) -> int:
     return 2 * H70["L"] * c * (H70["kv"] // t) * (H70["h"] // H70["a"]) * 2
 
 
+M80 = 80 * 2**30  # an H100 SXM has 80 GiB of HBM3 (specs/hardware/h100-sxm.json)
+
+
 def test_max_decode_batch_llama2_70b_tp8_h100():
     a = symcost.derive("llama", preset="llama-2-70b", phase="decode", tp=8, device="h100-sxm", set={"c": 4096})
     ans = a.solve("b", "weight_bytes + kv_cache_bytes <= device")
     w, kv = _weights_per_device_70b(8), _kv_per_sequence_70b(8, 4096)
-    assert ans.status == "found" and ans.value == (80 * 10**9 - w) // kv == 374
-    assert ans.at_value[0].holds and not ans.at_next[0].holds and ans.next_value == 375
-    assert ans.at_value[0].lhs == w + 374 * kv and ans.at_next[0].lhs == w + 375 * kv
+    assert ans.status == "found" and ans.value == (M80 - w) // kv == 409
+    assert ans.at_value[0].holds and not ans.at_next[0].holds and ans.next_value == 410
+    assert ans.at_value[0].lhs == w + 409 * kv and ans.at_next[0].lhs == w + 410 * kv
     b = ans.boundaries[0]
-    assert b.direction == 1 and b.kind == "prefix" and b.end == 374
-    assert b.real == pytest.approx((80e9 - w) / kv, rel=1e-12)
+    assert b.direction == 1 and b.kind == "prefix" and b.end == 409
+    assert b.real == pytest.approx((M80 - w) / kv, rel=1e-12)
     # the closed form c* = (M − W)/(KV per sequence): its symbols, evaluated at the preset, give the same number
     m = sym("M")
     point = {sym(k): v for k, v in {**H70, "c": 4096}.items()}
-    point[m] = 80 * 10**9
+    point[m] = M80
     assert m in b.form.free_symbols
-    assert sp.nsimplify(b.form.xreplace(point)) == sp.Rational(80 * 10**9 - w, kv)
+    assert sp.nsimplify(b.form.xreplace(point)) == sp.Rational(M80 - w, kv)
     # memory per device also holds a decode step's live activations (docs/analysis.md): a few batches fewer
     full = a.solve("b", "memory_bytes <= device")
-    act = [a.at(b=n).evaluator(a.memory.parts["activations"]) for n in (372, 373)]
-    assert 0 < act[0] < 372 * kv // 100  # under 1% of the KV cache
-    assert w + 372 * kv + act[0] <= 80 * 10**9 < w + 373 * kv + act[1]
-    assert full.value == 372 and full.at_value[0].lhs == w + 372 * kv + act[0]
+    act = [a.at(b=n).evaluator(a.memory.parts["activations"]) for n in (408, 409)]
+    assert 0 < act[0] < 408 * kv // 100  # under 1% of the KV cache
+    assert w + 408 * kv + act[0] <= M80 < w + 409 * kv + act[1]
+    assert full.value == 408 and full.at_value[0].lhs == w + 408 * kv + act[0]
 
 
 def test_max_context_of_a_7b_kv_cache_in_24_gb_with_and_without_weights():
@@ -114,7 +117,7 @@ def test_smallest_tensor_degree_skips_degrees_that_do_not_divide_the_heads():
                        set={"b": 64, "c": 4096})
     ans = a.solve("t", "memory_bytes <= device", want="min")
     for t, fits in ((2, False), (4, True)):
-        assert (_weights_per_device_70b(t) + 64 * _kv_per_sequence_70b(t, 4096) <= 80 * 10**9) is fits
+        assert (_weights_per_device_70b(t) + 64 * _kv_per_sequence_70b(t, 4096) <= M80) is fits
     assert ans.value == 4 and ans.boundaries[0].end == 3  # t = 3 would fit but does not divide a = 64, kv = 8
     assert ans.at_next[0].invalid and "does not divide" in ans.at_next[0].invalid
 
@@ -153,7 +156,7 @@ def test_constraint_language_builds_expressions_without_evaluating_text():
     assert c.op == "<=" and c.rhs.expr == 80 * 2**30
     assert sp.expand(c.lhs.expr - a["weight_bytes"] - 2 * a["kv_cache_bytes"]) == 0
     assert parse_term(a, "train_flops / tokens").expr is not None
-    assert parse_constraint(a, "memory_bytes <= device").rhs.expr == 80 * 10**9
+    assert parse_constraint(a, "memory_bytes <= device").rhs.expr == M80
     assert parse_constraint(a, "time_lower_bound_s <= 50ms").rhs.expr == sp.Rational(1, 20)
     for bad, words in (("memory_bytes <= 50ms", "compares bytes with seconds"), ("memory_bytes", "compares two"),
                        ("__import__('os') <= 1", "cannot read"), ("nonsense <= 1", "unknown quantity"),
@@ -178,7 +181,7 @@ def test_errors_name_the_problem():
 def test_cli_solve_text_and_json(capsys):
     code, out, _ = run(capsys, "solve", "llama", "--preset", "llama-2-70b", "--phase", "decode", "--tp", "8",
                        "--device", "h100-sxm", "--set", "c=4096", "--max", "b", "--where", "memory_bytes <= device")
-    assert code == 0 and "  b = 372" in out and "b = 373:" in out and "fails" in out and "boundary b* =" in out
+    assert code == 0 and "  b = 408" in out and "b = 409:" in out and "fails" in out and "boundary b* =" in out
     code, out, _ = run(capsys, "solve", "llama", "--preset", "llama-2-7b", "--phase", "decode", "--set", "b=1",
                        "--max", "c", "--where", "kv_cache_bytes <= 24GB", "--format", "json")
     doc = json.loads(out)

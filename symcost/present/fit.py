@@ -56,7 +56,7 @@ def memory_section(analysis, values, forms, width: int = 100) -> str:
 
 def _fit_lines(analysis, m, values) -> list[str]:
     device = analysis.device
-    cap = units.quantity(m.capacity, "B")
+    cap = units.quantity(m.capacity, "B", binary=True)  # the device memory as the card has it (GiB)
     fits = m.fits(values.evaluator) if values.evaluator.active else None
     if fits is None:
         return [f"  {'capacity':<16}{cap} on {device.name}: set every dimension to compare (--set)"]
@@ -120,7 +120,7 @@ def serving_section(analysis, values, forms, width: int = 100) -> str:
     if v["memory_end"] is not None:
         cap = analysis.memory.capacity
         verdict = "" if cap is None else (" — fits" if v["memory_end"] <= units.exact(cap) else
-                                          f" — DOES NOT FIT in {units.quantity(cap, 'B')}")
+                                          f" — DOES NOT FIT in {units.quantity(cap, 'B', binary=True)}")
         w.row("memory at the end", f"{units.quantity(v['memory_end'], 'B')} per device{verdict}", label_width=22)
     w.lines.extend(f"  note: {x}" for x in sv.notes)
     return "\n".join(w.lines) + "\n"
