@@ -31,7 +31,7 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
 
 def run(req: Request) -> "Analysis":
     """Carry out a checked Request: read the config, build the graph once, account, evaluate, analyse."""
-    from symcost.analysis.evaluate import parse_assignments
+    from symcost.analysis.evaluate import assigned_names, parse_assignments
     from symcost.cost.accounting import derive as account
     from symcost.lang.parse import load
     from symcost.model.builder import Builder
@@ -41,7 +41,9 @@ def run(req: Request) -> "Analysis":
     if spec is None:
         raise SymcostError("give a spec (a file or a shipped name such as llama), or a preset or HF config that "
                            "chooses one by model_type")
-    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel)
+    released = assigned_names(req.values) | set(resolved.values if resolved else ())
+    builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel,
+                      released=released)
     env = builder.declare().env
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None

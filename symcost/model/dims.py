@@ -50,6 +50,7 @@ class Dim:
     definition: Expr | None  # in terms of free dims only; None for a free dim
     tex: str
     loc: Loc | None = field(default=None, compare=False)
+    default: Expr | None = None  # `dim f = default 4 * h`: the definition used unless a value is given for f
 
 
 def make_symbol(name: str) -> sp.Symbol:
@@ -121,6 +122,7 @@ class Env:
         self.default_dtype = self.dtypes[DEFAULT_DTYPE]
         self.values: dict[sp.Symbol, Expr] = {}  # concrete values of free dims (numeric mode)
         self.fixed: dict[str, Expr] = {}  # dims a phase pins (s = 1 new token in decode)
+        self.released: set[str] = set()  # dims with a default definition that are given values: free symbols
 
     # ---- dims
     def add_dim(self, decl: S.DimDecl, kinds) -> None:
@@ -128,12 +130,17 @@ class Env:
             raise SymcostError(f"dimension '{decl.name}' is declared twice", decl.loc)
         kinds(decl.name, decl.loc)
         sym = make_symbol(decl.name)
-        definition = None
+        definition = fallback = None
         if decl.value is not None:
             definition = self.dim_expr(decl.value, {}, substitute=True)
             if is_bad_size(definition):
                 raise SymcostError(f"dimension '{decl.name}' = {definition} is not a positive integer", decl.value.loc)
-        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, decl.tex or default_tex(decl.name), decl.loc)
+            if getattr(decl, "default", False):
+                fallback = definition
+                if decl.name in self.released:
+                    definition = None
+        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, decl.tex or default_tex(decl.name), decl.loc,
+                                   fallback)
 
     def derived_defs(self) -> dict[sp.Symbol, Expr]:
         return {d.symbol: d.definition for d in self.dims.values() if d.definition is not None}
