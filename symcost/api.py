@@ -58,6 +58,8 @@ def run(req: Request) -> "Analysis":
     report = account(graph, req.flops, tuple(req.keep), recompute=req.recompute, flash=req.flash_attention,
                      tp=degrees["tp"], sp=req.sp, causal=req.causal, pp=degrees["pp"], ep=degrees["ep"],
                      other=req.other_flops, embedding=req.embedding_flops, stage=req.stage)
+    if resolved:
+        _check_unset(resolved, env, report)
     analysis = Analysis(req, report, dict(values), resolved, dp)
     analysis.at()  # check the given values now: derived dims whole, degrees that divide what they split
     return analysis
@@ -302,6 +304,16 @@ def _check_names(resolved, env) -> None:
     for name in resolved.options:
         if name not in env.options:
             raise SymcostError(f"the {resolved.model_type} mapping sets option '{name}', which this spec does not declare")
+
+
+def _check_unset(resolved, env, report) -> None:
+    """A dim whose rule gave null takes the spec's default definition; without one it must not matter."""
+    used = set().union(*(e.free_symbols for e in report.totals.values() if hasattr(e, "free_symbols")))
+    for name in resolved.unset:
+        dim = env.dims.get(name)
+        if dim is not None and dim.definition is None and dim.symbol in used:
+            raise SymcostError(f"{resolved.source}: the {resolved.model_type} mapping's rule for {name} gives null, and "
+                               f"{name} has no default in this spec (dim {name} = default …)")
 
 
 DEGREE_DOCS = {"tp": "tensor-parallel degree", "pp": "pipeline-parallel degree", "ep": "expert-parallel degree",

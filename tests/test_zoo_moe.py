@@ -101,26 +101,31 @@ def test_mistral_closed_forms(zoo, llama):
     assert same(m.totals["matmul_flops_fwd"].subs(s, longer), short.subs(s, longer))
 
 
-def test_mistral_kv_cache_holds_min_c_w(zoo):
+def test_mistral_kv_cache_holds_min_c_w_minus_1(zoo):
+    # transformers' sliding-window cache keeps the last w − 1 keys and values: the next token attends to them
+    # and itself (measured: a window of 8 holds 7 after any prefill longer than 7)
     dec = _decode("mistral.arch")
-    assert same(dec.totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * sp.Min(c, w))  # K and V, bf16
-    assert same(_prefill("mistral.arch").totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * win)
+    assert same(dec.totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * sp.Min(c, w - 1))  # K and V, bf16
+    assert same(_prefill("mistral.arch").totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * sp.Min(s, w - 1))
     # decode attends over the min(c, w) cached tokens
     assert same(_mm(dec, "layer/sliding_window_attention"),
                 4 * b * h**2 + 4 * b * h * kv * d + 4 * b * sp.Min(c, w) * h)
-    # Mistral 7B at a 32k context keeps 4096 tokens per layer: 2·32·8·128·4096·2 bytes
+    # Mistral 7B at a 32k context keeps 4095 tokens per layer: 2·32·8·128·4095·2 bytes
     config, source = preset_config("mistral-7b-v0.1")
     res = resolve(config, source)
     graph = build(load(res.spec), options=res.options, phase="decode")
     kv_bytes = Evaluator(graph.env, {**res.values, "b": 1, "c": 32768})(derive(graph, "fma").totals["kv_cache_bytes"])
-    assert kv_bytes == 2 * 32 * 8 * 128 * 4096 * 2 == 536_870_912
+    assert kv_bytes == 2 * 32 * 8 * 128 * 4095 * 2 == 536_739_840
 
 
 def test_mistral_mapping_reads_the_window():
     config, source = preset_config("mistral-7b-v0.1")
     assert resolve(config, source).values["w"] == 4096
+    assert resolve(config, source).options["windowed"] is True
     later = {**config, "sliding_window": None}  # Mistral 7B v0.2 and later: no window
-    assert resolve(later, "v0.2").values["w"] == config["max_position_embeddings"]
+    assert "w" not in resolve(later, "v0.2").values and resolve(later, "v0.2").options["windowed"] is False
+    absent = {k: v for k, v in config.items() if k != "sliding_window"}  # MistralConfig's own default: 4096
+    assert resolve(absent, "no field").values["w"] == 4096
     assert mappings()["mistral"]["spec"] == "mistral.arch"
 
 

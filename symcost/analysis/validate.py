@@ -118,6 +118,7 @@ class Result:
     checks: list = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     inputs: str = "causal_lm"
+    fields: object = None  # symcost.analysis.fields.Account of the full config
 
     @property
     def ok(self) -> bool:
@@ -132,6 +133,7 @@ class Result:
             "model_class": self.model_class,
             "options": self.options,
             "dims": {"full": self.full_dims, "tiny": self.tiny_dims},
+            "config_fields": self.fields.as_json() if self.fields is not None else None,
             "conventions": {
                 "flops": "fma (a multiply-add counts 2), matmul-like ops only, as FlopCounterMode counts",
                 "tiny_dtype": DTYPE,
@@ -233,9 +235,15 @@ class _Plan:
             raise SymcostError(f"{where}: lengths must be a list of dim names")
         spec_path = Path(spec) if spec else self.full.spec
         self.spec = display_path(spec_path)
-        key = (str(spec_path.resolve()), tuple(sorted(self.full.options.items())))
+        self.tiny = None
+        if need_tiny:
+            self.tiny_config = tiny_config(config, self.mapping, source)
+            self.tiny = resolve(self.tiny_config, f"{source} (tiny)")
+        # dims with a default definition (dim f = default 4 * h) that either config sets are free in the graph
+        self.released = tuple(sorted(set(self.full.values) | set(self.tiny.values if self.tiny else ())))
+        key = (str(spec_path.resolve()), tuple(sorted(self.full.options.items())), self.released)
         if key not in _DERIVED:
-            graph = build(load(spec_path), options=self.full.options, dtype=DTYPE)
+            graph = build(load(spec_path), options=self.full.options, dtype=DTYPE, released=self.released)
             _DERIVED[key] = (graph, derive(graph, "fma"))
         self.graph, self.report = _DERIVED[key]
         env = self.graph.env
@@ -249,22 +257,27 @@ class _Plan:
             if name not in env.dims:
                 raise SymcostError(f"{self.spec} does not declare the dim '{name}' that validate sets (batch or a sequence length)")
         runtime = ("b", *self.lengths)
-        missing = [d.name for d in env.free_dims() if d.name not in self.full.values and d.name not in runtime]
+        used = set().union(*(e.free_symbols for e in self.report.totals.values() if hasattr(e, "free_symbols")))
+        missing = [d.name for d in env.free_dims()
+                   if d.name not in self.full.values and d.name not in runtime and d.symbol in used]
         if missing:
             raise SymcostError(f"{self.spec} has dims the {self.model_type} mapping does not set: {', '.join(missing)}")
         self.full_eval = self._evaluator(self.full.values, 1, 1)
         check_derived(self.full, self.full_eval)
-        self.tiny = None
-        if need_tiny:
-            self.tiny_config = tiny_config(config, self.mapping, source)
-            self.tiny = resolve(self.tiny_config, f"{source} (tiny)")
+        if self.tiny:
             check_derived(self.tiny, self._evaluator(self.tiny.values, 1, 1))
 
     def _evaluator(self, values: dict, b: int, s: int):
         from symcost.analysis.evaluate import Evaluator
 
-        extra = {"b": b, **{name: s for name in self.lengths}}
-        return Evaluator(self.graph.env, {**values, **extra})
+        values = {**values, "b": b, **{name: s for name in self.lengths}}
+        env = self.graph.env
+        for dim in env.dims.values():  # freed by the other config but not set by this one: its default
+            if dim.default is not None and dim.definition is None and dim.name not in values:
+                v = dim.default.xreplace({env.dims[k].symbol: v for k, v in values.items() if k in env.dims})
+                if v.is_Integer and v > 0:
+                    values[dim.name] = int(v)
+        return Evaluator(env, values)
 
     def prefill_report(self):
         """The same spec derived for --phase prefill (for the KV cache it writes), once per process."""
@@ -272,9 +285,10 @@ class _Plan:
         from symcost.model.builder import build
         from symcost.lang.parse import load
 
-        key = (self.spec, tuple(sorted(self.full.options.items())), "prefill")
+        key = (self.spec, tuple(sorted(self.full.options.items())), self.released, "prefill")
         if key not in _DERIVED:
-            graph = build(load(self.spec), options=self.full.options, dtype=DTYPE, phase="prefill")
+            graph = build(load(self.spec), options=self.full.options, dtype=DTYPE, phase="prefill",
+                          released=self.released)
             _DERIVED[key] = (graph, derive(graph, "fma"))
         return _DERIVED[key][1]
 
@@ -468,6 +482,7 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
     result = Result(
         plan.model_type, source, plan.spec, plan.class_name, dict(plan.full.options), dict(plan.full.values),
         versions={"torch": torch.__version__, "transformers": transformers.__version__}, inputs=plan.inputs,
+        fields=plan.full.fields,
     )
     import warnings
 
@@ -563,6 +578,10 @@ def render_text(r: Result) -> str:
     for row in (head, *rows):
         out.append(f"{row[0].ljust(w[0])}  {row[1].rjust(w[1])}  {row[2].rjust(w[2])}  {row[3].rjust(w[3])}  {row[4]}".rstrip())
     out.append("")
+    if r.fields is not None:
+        out.append("config fields:")
+        out += [f"  {line}" for line in r.fields.lines()]
+        out.append("")
     bad = [c for c in r.checks if not c.ok]
     if bad:
         out.append(f"FAILED: {len(bad)} exact quantit{'y' if len(bad) == 1 else 'ies'} disagree: "
