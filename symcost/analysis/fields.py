@@ -24,6 +24,9 @@ GENERIC = {
         "use_bfloat16", "tf_legacy_loss", "use_cache", "gradient_checkpointing", "chunk_size_feed_forward",
         "initializer_range", "is_encoder_decoder",
     ),
+    "kernel choice: which implementation runs, not what it computes": (
+        "attn_implementation", "_attn_implementation", "experts_implementation",
+    ),
     "token ids": (
         "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
         "forced_bos_token_id", "forced_eos_token_id",
