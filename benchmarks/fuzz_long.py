@@ -150,8 +150,8 @@ def worker(conn, rss_mb: int, timeout: float, seed: int, base: str) -> None:
     signal.signal(signal.SIGALRM, alarm)
     workdir = Path(base) / f"w{os.getpid()}"
     import symcost.cli  # noqa: F401 - warm imports outside the timer
-    import symcost.derive  # noqa: F401
-    import symcost.graph  # noqa: F401
+    import symcost.cost.accounting  # noqa: F401
+    import symcost.model.builder  # noqa: F401
 
     F.grammar()
     while True:

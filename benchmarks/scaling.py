@@ -63,9 +63,9 @@ def one(kind: str, n: int) -> None:
     """Run in the child: time each stage, report JSON on stdout."""
     import resource
 
-    from symcost.derive import derive
-    from symcost.graph import build
-    from symcost.parse import load
+    from symcost.cost.accounting import derive
+    from symcost.model.builder import build
+    from symcost.lang.parse import load
 
     d = Path(tempfile.mkdtemp())
     p = d / f"{kind}-{n}.arch"

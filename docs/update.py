@@ -10,7 +10,9 @@ A block to regenerate is marked in the Markdown source by a comment on the line 
 
 The comment holds the arguments of `symcost` (run in-process from the repository root) and, optionally after
 `;`, `lines=` ranges of output lines to keep (1-based, inclusive; negative counts from the end; `-4-` is the
-last four); a gap between kept ranges is shown as `…`. docs/zoo.md is `symcost zoo` output as a whole.
+last four; a gap between kept ranges is shown as `…`) and `expect=2` for an example of an error (the block
+shows standard error). docs/zoo.md is `symcost zoo` output as a whole; docs/errors.md ends with the
+catalogue of every error message in the source, between `<!-- catalogue -->` and `<!-- /catalogue -->`.
 
     python3 docs/update.py          rewrite the files in place
     python3 docs/update.py --check  exit 1 and list the stale blocks (what tests/test_docs.py runs)
@@ -31,8 +33,9 @@ MARK = re.compile(r"<!-- output: (?P<cmd>.*?) -->\n(?P<fence>```[a-z]*)\n(?P<bod
 WIDTH = "100"  # the terminal width the outputs are rendered at
 
 
-def run(args: list[str]) -> str:
-    """`symcost ARGS` in-process from the repository root: its standard output, and a failure if it fails."""
+def run(args: list[str], expect: int = 0) -> str:
+    """`symcost ARGS` in-process from the repository root: its standard output — or, when the block expects
+    the exit status 2 (an error example), its standard error — and a failure if the status is not the expected."""
     from symcost.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -44,6 +47,10 @@ def run(args: list[str]) -> str:
             status = main(args)
     finally:
         os.chdir(cwd)
+    if expect == 2:
+        if status != 2:
+            raise RuntimeError(f"symcost {' '.join(args)} was to fail with status 2, not {status}")
+        return err.getvalue()
     if status not in (0, 1):
         raise RuntimeError(f"symcost {' '.join(args)} failed ({status}):\n{err.getvalue()}")
     return out.getvalue()
@@ -84,8 +91,8 @@ def select(text: str, spec: str | None) -> list[str]:
 def render_block(cmd: str) -> str:
     args_text, _, opts = cmd.partition(";")
     args = shlex.split(args_text)
-    spec = dict(o.strip().split("=", 1) for o in opts.split() if "=" in o).get("lines")
-    body = select(run(args), spec)
+    options = dict(o.strip().split("=", 1) for o in opts.split() if "=" in o)
+    body = select(run(args, int(options.get("expect", 0))), options.get("lines"))
     return "\n".join([f"$ symcost {args_text.strip()}", *body])
 
 
@@ -100,7 +107,48 @@ def update(path: Path) -> tuple[str, list[str]]:
             stale.append(m.group("cmd"))
         return f"<!-- output: {m.group('cmd')} -->\n{m.group('fence')}\n{body}\n```"
 
-    return MARK.sub(replace, text), stale
+    text = MARK.sub(replace, text)
+    if CATALOGUE.search(text):
+        current = catalogue()
+        m = CATALOGUE.search(text)
+        if m.group(2) != current:
+            stale.append("catalogue")
+            text = text[: m.start(2)] + current + text[m.end(2):]
+    return text, stale
+
+
+CATALOGUE = re.compile(r"(<!-- catalogue -->\n)(.*?)(\n<!-- /catalogue -->)", re.S)
+
+
+def _template(node) -> str:
+    """An error message's source as a template: literal text, each interpolated value as `…`."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "…" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _template(node.left) + _template(node.right)
+    return "…"
+
+
+def catalogue() -> str:
+    """Every message a SymcostError is raised with in symcost/, by module: the list docs/errors.md ends with."""
+    import ast
+
+    out = []
+    for path in sorted((ROOT / "symcost").rglob("*.py")):
+        messages = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SymcostError" and node.args:
+                text = " ".join(_template(node.args[0]).split())
+                if text not in messages:
+                    messages.append(text)
+        if messages:
+            out.append(f"\n**`{path.relative_to(ROOT)}`**\n")
+            out += ["- " + m.replace("|", "\\|") for m in sorted(messages)]
+    return "\n".join(out).lstrip("\n")
 
 
 def zoo() -> tuple[str, bool]:

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "derive": ("symcost.api", "derive"),
+    "solve": ("symcost.api", "solve"),
     "Analysis": ("symcost.api", "Analysis"),
     "Values": ("symcost.api", "Values"),
     "SymcostError": ("symcost.errors", "SymcostError"),

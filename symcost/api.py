@@ -29,6 +29,20 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
     return run(request(spec, preset=preset, hf_config=hf_config, values=set, **settings))
 
 
+def solve(spec=None, unknown: str | None = None, *constraints, want: str = "max", preset: str | None = None,
+          hf_config=None, set=None, path=None, **settings):
+    """Derive, then answer an inverse question (see Analysis.solve): `want` max | min | crossover.
+
+    >>> a = solve("llama", "c", "kv_cache_bytes <= 24GB", preset="llama-2-7b", phase="decode", set={"b": 1})
+    >>> a.value
+    45776
+    """
+    if unknown is None:
+        raise SymcostError("name the dim to solve for: solve(spec, 'b', 'memory_bytes <= device', ...)")
+    return derive(spec, preset=preset, hf_config=hf_config, set=set, path=path, **settings).solve(
+        unknown, *constraints, want=want)
+
+
 def run(req: Request) -> "Analysis":
     """Carry out a checked Request: read the config, build the graph once, account, evaluate, analyse."""
     from symcost.analysis.evaluate import assigned_names, parse_assignments
@@ -224,6 +238,27 @@ class Analysis:
             check_derived(self.config, ev)
         return Values(self, ev)
 
+    # ---- inverse questions (symcost.analysis.solve)
+    def solve(self, unknown: str, *constraints, want: str = "max"):
+        """The largest (want="max") or smallest ("min") whole value of a dim such that every constraint holds
+        (texts such as 'memory_bytes <= device', or (name, op, value) tuples) → a BoundAnswer (`.value`,
+        `.status`, the checks at the answer and the next integer, the boundary's closed form); want="crossover"
+        with one equation 'A = B' → a Crossover (`.roots`: (closed form, value) pairs)."""
+        from symcost.analysis import solve as S
+
+        if want == "crossover":
+            if len(constraints) != 1:
+                raise SymcostError("a crossover takes one equation, such as 'attention.flops_fwd = mlp.flops_fwd'")
+            return S.crossover(self, unknown, constraints[0])
+        return S.solve_bound(self, unknown, list(constraints), want)
+
+    def limit(self, unknown: str, term: str):
+        """The leading term of a term (a name, or a sum/product such as 'train_flops / tokens / params') as the
+        dim grows, the other dims kept as symbols, and its limit → a Leading (`.leading`, `.limit`)."""
+        from symcost.analysis.solve import leading
+
+        return leading(self, unknown, term)
+
     def explain(self, **values) -> str:
         """The derivation op by op: shapes in and out, parameters, FLOPs, bytes, what each op saves."""
         from symcost.present import render
@@ -279,6 +314,12 @@ class Values:
     @property
     def totals(self) -> dict:
         return {m: self.evaluator(e) for m, e in self.analysis.report.totals.items()}
+
+    @property
+    def summary(self) -> dict | None:
+        """The device's phase bounds at these dims (exact Fractions: seconds, tokens/s), or None without a device."""
+        s = self.analysis.summary
+        return None if s is None else s.values(self.evaluator)
 
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={v}" for k, v in self.given.items())

@@ -78,7 +78,7 @@ class SymcostError(Exception):
         return self
 
     def __str__(self) -> str:
-        out = [f"error: {self.message}"]
+        out = [f"error: {_lines(self.message)}"]
         if self.loc is not None:
             out.append(f"  --> {self.loc}")
             line = source_line(self.loc)
@@ -93,8 +93,13 @@ class SymcostError(Exception):
                 out.append(f"{num} | {line}")
                 out.append(f"{pad} | {' ' * (column - 1)}{'^' * width}")
         if self.hint:
-            out.append(f"  = help: {self.hint}")
+            out.append(f"  = help: {_lines(self.hint)}")
         return "\n".join(out)
+
+
+def _lines(text: str) -> str:
+    """A message safe for a terminal: each line cleaned (text from files and specs can carry escapes)."""
+    return "\n".join(clean(line) for line in text.split("\n"))
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:

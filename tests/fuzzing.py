@@ -136,7 +136,7 @@ class Grammar:
 
     def __init__(self, lark=None):
         if lark is None:
-            from symcost.parse import _parser
+            from symcost.lang.parse import _parser
 
             lark = _parser()
         self.lark = lark
@@ -179,7 +179,7 @@ def grammar() -> Grammar:
 
 
 def op_registry():
-    from symcost.ops import OPS
+    from symcost.ops.registry import OPS
 
     return OPS
 
@@ -438,7 +438,7 @@ class ProgramGen:
 
     def registry_call(self, depth: int) -> None:
         """`callee(args)` with arguments shaped by the op's signature (or the block's parameters)."""
-        from symcost import ops as O
+        from symcost.ops import registry as O
 
         src = self.src
         callee = self.callee()
@@ -727,11 +727,11 @@ def assignment(src, dims: list[str], options: list[str]) -> str:
     if kind == "option":
         return f"{src.choice(options)}={src.choice(['true', 'false', 'TRUE', 'yes', '1', '', hostile_text(src, 3)])}"
     if kind == "setting":
-        from symcost.cli import SETTINGS
+        from symcost.settings import TABLE
 
-        name = src.choice(list(SETTINGS))
-        allowed = SETTINGS[name][1]
-        return f"{name}={src.choice(list(allowed) + ['bogus'])}"
+        setting = src.choice([s for s in TABLE if s.choices or s.kind == "flag"])
+        allowed = [str(c) for c in setting.choices] or ["true", "false"]
+        return f"{setting.name.replace('_', '-')}={src.choice(allowed + ['bogus'])}"
     return src.choice([f"{src.choice(dims)}={src.choice(dims)}", "=", "x", "==1", f"training={src.choice(['true', 'false'])}",
                        f"{hostile_text(src, 4)}={hostile_number_text(src)}", f"c={hostile_number_text(src)}"])
 
@@ -747,7 +747,7 @@ def _value_for(src, action: argparse.Action, files: Files, dims, options) -> str
     if "NAME=VALUE" in meta:
         return assignment(src, dims, options)
     if meta == "NAME|FILE":
-        from symcost.hardware import list_devices
+        from symcost.analysis.hardware import list_devices
 
         pool = list(list_devices()) + ([str(files.device)] if files.device else []) + ["nope", "/dev/null", str(SPECS / "gpt2.arch"), str(SPECS)]
         return src.choice(pool)
@@ -759,7 +759,7 @@ def _value_for(src, action: argparse.Action, files: Files, dims, options) -> str
     if meta == "DIR":
         return src.choice([str(files.workdir), str(SPECS), "/nonexistent", "/dev/null", str(SPECS / "gpt2.arch")])
     if meta == "NAME":
-        from symcost.hf import presets
+        from symcost.analysis.hf import presets
 
         return src.choice(list(presets()) + ["nope", "../gpt2", ""]) if action.dest == "preset" else src.choice(list(op_registry()) + ["lineer"])
     if meta == "DIM":
@@ -900,10 +900,10 @@ def _flag(argv: list[str], flag: str) -> str | None:
 
 def in_process_pipeline(text: str, workdir: Path) -> Result:
     """parse → build → derive on a spec text through the library API (not the CLI)."""
-    from symcost.derive import derive
+    from symcost.cost.accounting import derive
     from symcost.errors import SymcostError
-    from symcost.graph import build
-    from symcost.parse import load
+    from symcost.model.builder import build
+    from symcost.lang.parse import load
 
     p = write_spec_dir(workdir, text)
     try:

@@ -39,3 +39,12 @@ def test_the_tool_notices_a_change(tmp_path):
 def test_line_selection():
     assert TOOL.select("a\nb\nc\nd\ne", "1-2,-1-") == ["a", "b", "…", "e"]
     assert TOOL.select("a\nb\nc", "2") == ["…", "b", "…"]
+
+
+def test_api_examples_run():
+    """docs/api.md's examples are doctests: what they show is what the library returns."""
+    import doctest
+
+    result = doctest.testfile(str(ROOT / "docs" / "api.md"), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 10 and result.failed == 0

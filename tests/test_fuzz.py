@@ -171,6 +171,4 @@ KNOWN_REPRODUCERS = {  # ids as in FINDINGS.md
 
 @pytest.mark.parametrize("name", sorted(KNOWN_REPRODUCERS))
 def test_known_findings(name, tmp_path):
-    ok = KNOWN_REPRODUCERS[name](tmp_path)
-    if not ok:
-        pytest.xfail(f"recorded in FINDINGS.md: {name}")
+    assert KNOWN_REPRODUCERS[name](tmp_path), f"recorded in FINDINGS.md and fixed since: {name}"

@@ -67,7 +67,7 @@ POSITIONS = {
     "dim-name": ("dim @P@\n" + BASE, False),
     "dim-definition": (BASE + "dim d = @P@\n", False),
     "dim-description": ('dim b "@P@"\ndim h\ninput x: [b, h]\n', True),
-    "dim-tex": ('dim b "batch" tex "@P@"\ndim h\ninput x: [b, h]\n', True),
+    "dim-tex": ('dim b "batch" tex "@P@"\ndim h\ninput x: [b, h]\n', False),  # TeX: an allowlist
     "dtype-name": ("dtype @P@ = 2\n" + BASE, False),
     "dtype-size": ("dtype q = @P@\n" + BASE, False),
     "dtype-description": ('dtype q = 2 "@P@"\n' + BASE, True),

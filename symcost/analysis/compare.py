@@ -49,8 +49,23 @@ def compare_exprs(a: Expr, b: Expr, metric: str = "", path: str | None = None, o
     """Difference and ratio of two closed forms."""
     a, b = _expr(a), _expr(b)
     diff = sp.expand(b - a)
-    ratio = None if a == 0 else sp.factor(sp.cancel(b / a))
-    return Row(metric, path, a, b, diff, sp.factor(diff) if diff != 0 else diff, ratio, order)
+    ratio = None if a == 0 else _factored(sp.cancel(b / a) if _small(a, b) else b / a)
+    return Row(metric, path, a, b, diff, _factored(diff) if diff != 0 else diff, ratio, order)
+
+
+FACTOR_TERMS = 8  # beyond this many terms a form is shown with its common factors only (full factoring is slow)
+
+
+def _small(*exprs) -> bool:
+    return sum(len(sp.Add.make_args(sp.expand(e))) for e in exprs) <= FACTOR_TERMS
+
+
+def _factored(e: Expr) -> Expr:
+    """A form for display: fully factored when small, else with its common factors pulled out."""
+    num, den = sp.fraction(sp.together(e))
+    if _small(num, den):
+        return sp.factor(e)
+    return sp.factor_terms(num) / sp.factor_terms(den)
 
 
 def _expr(x) -> Expr:

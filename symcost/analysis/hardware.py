@@ -205,6 +205,8 @@ def _kind(v) -> str:
 def _text(v, field: str, source: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise SymcostError(f"{source}: '{field}' must be non-empty text, not {_kind(v)}")
+    if not v.isprintable():
+        raise SymcostError(f"{source}: '{field}' may not contain control characters")
     return v
 
 

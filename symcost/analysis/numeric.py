@@ -449,7 +449,9 @@ class Compiled:
         self.names, self.args, self.program = names, args, program
         self.workers = min(4, os.cpu_count() or 1)
 
-    def __call__(self, **values) -> Result:
+    def __call__(self, exact: bool = True, **values) -> Result:
+        """Values over the broadcast grid; exact=False skips the exactness rule and its recomputation (every
+        value in float64 arithmetic, for searches that rank many points and check their winners exactly)."""
         import numpy as np
 
         originals = self._arguments(values)
@@ -461,9 +463,9 @@ class Compiled:
         chunks = _chunks(grid)
         if self.workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(self.workers) as pool:
-                failed = list(pool.map(lambda c: self._chunk(floats, out, c), chunks))
+                failed = list(pool.map(lambda c: self._chunk(floats, out, c, exact), chunks))
         else:
-            failed = [self._chunk(floats, out, c) for c in chunks]
+            failed = [self._chunk(floats, out, c, exact) for c in chunks]
         exact = self._recompute(originals, grid, failed, out)
         if not shape:
             out = {m: v.reshape(()) for m, v in out.items()}
@@ -496,7 +498,7 @@ class Compiled:
                                f"the compiled metrics take {', '.join(names)}")
         return [_checked(a, np.asarray(values[a.name])) for a in self.args]
 
-    def _chunk(self, floats: list, out: dict, region: tuple) -> tuple | None:
+    def _chunk(self, floats: list, out: dict, region: tuple, exact: bool = True) -> tuple | None:
         """Evaluate one chunk in float64 into `out`; the points that failed the exactness rule, if any."""
         import numpy as np
 
@@ -504,6 +506,8 @@ class Compiled:
         bad = []
         for m, o in zip(self.names, self.program.outputs):
             out[m][region] = _value(regs, o)
+            if not exact:
+                continue
             if np.max(regs[o.bound]) >= EXACT_BELOW or (o.den is not None and np.max(regs[o.den_bound]) >= EXACT_BELOW):
                 bad.append((m, o))
         if not bad:

@@ -7,12 +7,12 @@ FORMATS = ("text", "json", "latex", "markdown")
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def add_settings(parser: argparse.ArgumentParser, stages=("build", "account", "train", "device")) -> None:
-    """The settings of symcost.settings.TABLE as flags (derive and compare share them)."""
+def add_settings(parser: argparse.ArgumentParser, stages=("build", "account", "train", "device"), skip=()) -> None:
+    """The settings of symcost.settings.TABLE as flags (derive and compare share them; `skip`: names left out)."""
     from symcost.settings import TABLE
 
     for s in TABLE:
-        if s.stage not in stages:
+        if s.stage not in stages or s.name in skip:
             continue
         kw = dict(help=s.help, dest=s.name)
         if s.kind == "flag":

@@ -156,7 +156,8 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         if st.tp is not None and (store.sharded or st.sp):
             n = n / st.tp
         if st.pp is not None:  # a layer's tensors on L/p of the layers; the others where their savers run
-            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st) for s in savers[sid]]
+            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st)
+                      for s in savers.get(sid, ())] or [_stage_share("layers", st)]
             n = n * (shares[0] if len(set(shares)) == 1 else sp.Max(*shares))
         return n
 
@@ -173,7 +174,9 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
 
     # whole model
     total = Cost.total((costs[id(node)], node.mult) for node in graph.ops)
-    held = [(p, _param_share(p, st) * _declared_stage_share(p, graph, place, st)) for p in _declared(graph)]
+    readers = _param_readers(graph)
+    held = [(p, _param_share(p, st) * _declared_stage_share(readers.get(p.path, ()), place, st))
+            for p in _declared(graph)]
     total = total + Cost(
         params=sum((n * p.mult for p, n in held), ZERO),
         active_params=sum((n * p.mult for p, n in held), ZERO),
@@ -212,10 +215,15 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         activation += correction * nbytes(fam.carried) * fam.mult
     totals = {m: canon(activation if m == "activation_bytes" else total.metric(m, st.convention)) for m in METRICS}
 
-    # per block instance
+    # per block instance: the ops below each block path, indexed once
+    within: dict[str, list] = {}
+    for r in ops:
+        parts = r.node.path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            within.setdefault("/".join(parts[:i]), []).append(r)
     blocks = []
     for b in graph.blocks:
-        inside = [r for r in ops if r.node.path.startswith(b.path + "/")]
+        inside = within.get(b.path, [])
         # under pipeline parallelism a device holds L/p layers, each of them whole
         staged = st.pp is not None and b.mult.free_symbols and any(_in(r.node.tags, "repeat:") for r in inside)
         undo = st.pp if staged else 1
@@ -259,8 +267,9 @@ def _in(tags, kind: str) -> bool:
 
 
 def check_divisible(report: Report, values: dict) -> None:
-    """Tensor and expert parallelism split whole rows, heads and experts: a numeric degree must divide the
-    size of every axis it splits, at the given dims (names -> ints)."""
+    """Tensor and expert parallelism split whole rows, heads and experts, and a pipeline stage holds whole layers:
+    a degree (a number, or a name given a value) must divide the size of every axis it splits, at the given dims
+    (names -> ints)."""
     st, env = report.settings, report.env
     if st is None:
         return
@@ -268,18 +277,24 @@ def check_divisible(report: Report, values: dict) -> None:
     for dim in env.dims.values():
         if dim.definition is not None:
             subs.setdefault(dim.symbol, dim.definition.xreplace(subs))
-    if st.tp is not None and st.tp.is_Integer:
+    tp, ep, pp = (None if d is None else d.xreplace(subs) for d in (st.tp, st.ep, st.pp))
+    if tp is not None and tp.is_Integer:
         for size, loc in report.graph.splits:
-            _divides(st.tp, size, subs, f"--tp {st.tp}: tensor parallelism splits the heads,", loc)
+            _divides(tp, size, subs, f"--tp {tp}: tensor parallelism splits the heads,", loc)
         for p in report.graph.params:
             if p.shard_axis is not None:
-                _divides(st.tp, p.shape[p.shard_axis], subs, f"--tp {st.tp}: tensor parallelism splits {p.path} "
+                _divides(tp, p.shape[p.shard_axis], subs, f"--tp {tp}: tensor parallelism splits {p.path} "
                          f"{fmt_shape(p.shape)} along", p.loc,
                          "a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded "
                          "size, or keep the embedding and head whole with --no-vocab-parallel")
-    if st.ep is not None and st.ep.is_Integer:
+    if ep is not None and ep.is_Integer:
         for count, loc in report.graph.expert_counts:
-            _divides(st.ep, count, subs, f"--ep {st.ep}: expert parallelism splits the experts,", loc)
+            _divides(ep, count, subs, f"--ep {ep}: expert parallelism splits the experts,", loc)
+    if pp is not None and pp.is_Integer:
+        for fam in report.graph.families:
+            if fam.mult == 1:  # a top-level repeat: each stage runs count/p of its layers
+                _divides(pp, fam.count, subs, "--pp {}: each pipeline stage holds whole layers: the repeat count".format(
+                    pp), None)
 
 
 def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) -> None:
@@ -291,16 +306,26 @@ def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) 
 
 def _declared(graph: Graph) -> list:
     """Parameters declared with `param` (not made by an op), which ops read through weight=…"""
-    return [p for p in graph.params if p.loc is not None and not any(p in n.params for n in graph.ops)]
+    made = {id(p) for n in graph.ops for p in n.params}
+    return [p for p in graph.params if p.loc is not None and id(p) not in made]
 
 
-def _declared_stage_share(p, graph: Graph, place: dict, st: Settings) -> sp.Expr:
+def _param_readers(graph: Graph) -> dict:
+    """Declared parameter name → the ops that read it."""
+    out: dict[str, list] = {}
+    for n in graph.ops:
+        for t in n.inputs:
+            store = graph.storages[t.storage]
+            if t.is_param and store.label == "parameter":
+                out.setdefault(store.creator, []).append(n)
+    return out
+
+
+def _declared_stage_share(readers, place: dict, st: Settings) -> sp.Expr:
     """1 when the reported pipeline stage holds a declared parameter: some op on it reads the parameter (a tied
     table is held by the first stage for the lookup and by the last for the head)."""
     if st.pp is None or st.pp == 1:
         return sp.Integer(1)
-    readers = [n for n in graph.ops if any(t.is_param and graph.storages[t.storage].creator == p.path
-                                           and graph.storages[t.storage].label == "parameter" for t in n.inputs)]
     return sp.Integer(1 if any(_stage_share(place[id(n)], st) != 0 for n in readers) else 0)
 
 

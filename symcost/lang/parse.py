@@ -73,6 +73,16 @@ def _string(tok: Token | None) -> str | None:
     return None if tok is None else str(tok)[1:-1]
 
 
+def _check_strings(tree, file: str) -> None:
+    """A quoted string (a title, a doc, an include) may not carry control characters or bidirectional marks:
+    they would reach a terminal or a document."""
+    for tok in tree.scan_values(lambda v: isinstance(v, Token) and v.type == "STRING"):
+        bad = next((i for i, c in enumerate(str(tok)) if not c.isprintable()), None)
+        if bad is not None:
+            raise SymcostError(f"a string may not contain the control character U+{ord(str(tok)[bad]):04X}",
+                               Loc(file, tok.line, tok.column + bad))
+
+
 @v_args(meta=True)
 class _ToSyntax(Transformer):
     """Builds frozen dataclasses from the parse tree, node by node; no text is ever evaluated."""
@@ -242,13 +252,49 @@ def _expected(e: UnexpectedInput) -> str:
     return "; expected " + ", ".join(dict.fromkeys(shown))
 
 
+MAX_NESTING = 64  # braces, brackets and parentheses inside one another, and unary minus signs in a row
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Refuse absurd nesting before parsing, at the place it happens (Lark and the tree walk recurse on it)."""
+    depth, run, line, col = 0, 0, 1, 0
+    in_string = in_comment = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment, in_string = line + 1, 0, False, False
+            continue
+        if in_comment:
+            continue
+        if in_string:
+            in_string = ch != '"'
+            continue
+        if ch == "#":
+            in_comment = True
+        elif ch == '"':
+            in_string = True
+        elif ch in "{([":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise SymcostError(f"the spec nests more than {MAX_NESTING} levels deep here", Loc(file, line, col))
+        elif ch in "})]":
+            depth -= 1
+        if ch == "-":
+            run += 1
+            if run > MAX_NESTING:
+                raise SymcostError(f"more than {MAX_NESTING} minus signs in a row", Loc(file, line, col))
+        elif not ch.isspace():
+            run = 0
+
+
 def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
     """Parse one file's text into syntax items (includes not yet resolved)."""
     register_source(file, text)
+    _check_nesting(text, file)
     try:
         tree = _parser().parse(text)
     except RecursionError:
-        raise SymcostError("the spec nests too deeply to parse", Loc(file, 1, 1)) from None
+        raise _too_deep(text, file) from None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "end of file"
         raise SymcostError(f"unexpected character {ch!r}", Loc(file, e.line, e.column)) from None
@@ -260,15 +306,24 @@ def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
         line, col = (e.line, e.column) if e.line and e.line > 0 else (1, 1)
         raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col)) from None
     try:
+        _check_strings(tree, file)
         return _ToSyntax(file).transform(tree)
     except RecursionError:
-        raise SymcostError("the spec nests too deeply to parse", Loc(file, 1, 1)) from None
+        raise _too_deep(text, file) from None
     except VisitError as e:
         if isinstance(e.orig_exc, SymcostError):
             raise e.orig_exc from None
         if isinstance(e.orig_exc, RecursionError):
-            raise SymcostError("the spec nests too deeply to parse", Loc(file, 1, 1)) from None
+            raise _too_deep(text, file) from None
         raise
+
+
+def _too_deep(text: str, file: str) -> SymcostError:
+    """An expression too long to build (thousands of terms), located at the line with the most operators."""
+    lines = text.split("\n")
+    worst = max(range(len(lines)), key=lambda i: sum(lines[i].count(c) for c in "+-*/^,"))
+    return SymcostError("this expression is too long to build (thousands of terms); write it with fewer terms",
+                        Loc(file, worst + 1, 1))
 
 
 def _end_of(text: str, file: str) -> Loc:

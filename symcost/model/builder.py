@@ -19,6 +19,8 @@ from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
 
 ONE = sp.Integer(1)
+MAX_OP_INSTANCES = 250_000  # op nodes one spec may elaborate to (about a minute of work)
+MAX_BLOCK_DEPTH = 64  # blocks calling blocks
 
 
 class Builder(Calls):
@@ -67,6 +69,9 @@ class Builder(Calls):
                 raise SymcostError(f"'{name}' is already declared as an input", loc)
             if name in OPS and kind == "block":
                 raise SymcostError(f"block '{name}' has the name of a built-in op", loc)
+            if name == "training":
+                raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
+                                   loc)
             self.kinds[name] = kind
 
         return claim
@@ -116,7 +121,39 @@ class Builder(Calls):
                 self.input_names.add(item.name)
         self._apply_overrides()
         self._statements = stmts
+        self._check_size(stmts)
         return self.graph
+
+    def _check_size(self, stmts) -> None:
+        """Refuse, before building, a spec whose blocks expand to more op instances than MAX_OP_INSTANCES (a block
+        calling the next one twice, many levels deep, doubles at each level); a repeat is counted once."""
+        memo: dict[str, int] = {}
+
+        def count(body, active: tuple) -> int:
+            total = 0
+            for st in body:
+                if isinstance(st, S.Assign):
+                    name = st.call.name
+                    if name in self.blocks and name not in active:
+                        if len(active) >= MAX_BLOCK_DEPTH:
+                            raise SymcostError(f"blocks call blocks more than {MAX_BLOCK_DEPTH} deep here (through "
+                                               f"{' -> '.join(active[:3])} … {active[-1]})", st.loc)
+                        if name not in memo:
+                            memo[name] = count(self.blocks[name].body, (*active, name))
+                        total += memo[name]
+                    else:
+                        total += 1
+                    if total > MAX_OP_INSTANCES:
+                        raise SymcostError(
+                            f"the spec expands to more than {MAX_OP_INSTANCES:,} op instances (blocks calling blocks "
+                            "several times each); a repeat is costed once: use repeat for layers", st.loc)
+                elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
+                    total += count(st.body, active)
+                elif isinstance(st, S.If):
+                    total += count(st.then, active) + count(st.orelse, active)
+            return total
+
+        count(stmts, ())
 
     def build(self) -> Graph:
         """Declarations, then the statements: the whole graph."""
@@ -145,9 +182,6 @@ class Builder(Calls):
 
     def _phase_setup(self) -> None:
         """The built-in option `training`, and for decoding: one new token (s = 1) against c cached ones."""
-        if "training" in self.kinds:
-            raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
-                               self.env.dims["training"].loc if "training" in self.env.dims else None)
         self.env.options["training"] = self.phase == "train"
         self.env.option_docs["training"] = "built in: true in the train phase, false in prefill and decode"
         if self.phase != "decode":

@@ -63,6 +63,32 @@ def device_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, positive=True)
 
 
+# TeX a spec may give a dim's symbol (`dim kv tex "n_{kv}"`): letters, digits, sub- and superscripts, braces,
+# primes, and these commands only — never \input, \def, \write or anything else that acts on the document
+TEX_COMMANDS = frozenset({
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota", "kappa",
+    "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi", "omega",
+    "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega", "ell",
+    "mathrm", "mathit", "mathbf", "mathsf", "mathcal", "text", "textrm", "operatorname", "hat", "bar", "tilde",
+    "prime", "cdot", ",", "!",
+})
+
+
+def check_tex(tex: str, loc: Loc | None) -> str:
+    """A dim's TeX name, checked against TEX_COMMANDS; anything else is a located error."""
+    import re
+
+    if not all(c.isprintable() for c in tex):
+        raise SymcostError("a TeX name may not contain control characters", loc)
+    for m in re.finditer(r"\\([A-Za-z]+|.)", tex):
+        if m.group(1) not in TEX_COMMANDS:
+            raise SymcostError(f"\\{m.group(1)} is not allowed in a TeX name", loc,
+                               "use letters, digits, _ ^ { }, Greek letters and \\mathrm{…}")
+    if re.search(r"[$%&#~]", tex) or tex.count("{") != tex.count("}"):
+        raise SymcostError(f"'{tex}' is not a TeX name (unbalanced braces or a special character)", loc)
+    return tex
+
+
 def default_tex(name: str) -> str:
     if len(name) == 1:
         return name
@@ -139,8 +165,8 @@ class Env:
                 fallback = definition
                 if decl.name in self.released:
                     definition = None
-        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, decl.tex or default_tex(decl.name), decl.loc,
-                                   fallback)
+        tex = check_tex(decl.tex, decl.loc) if decl.tex is not None else default_tex(decl.name)
+        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, tex, decl.loc, fallback)
 
     def derived_defs(self) -> dict[sp.Symbol, Expr]:
         return {d.symbol: d.definition for d in self.dims.values() if d.definition is not None}

@@ -10,14 +10,18 @@ from symcost.present import units
 SCHEMA = "symcost.derive/1"
 
 
+MAX_JSON_INTEGER = 10**300  # an exact integer at or past this is given as a string in scientific form
+
+
 def number(value):
-    """A value as JSON: an exact integer as an integer (of any size), another number as a double, a number
-    beyond a double as a string in scientific form, anything else (a partly evaluated form) as null."""
+    """A value as JSON: an exact integer as an integer (below MAX_JSON_INTEGER), another number as a double,
+    a number beyond those as a string in scientific form ("1.235e+402"), anything else (a partly evaluated
+    form) as null. JSON never holds NaN or Infinity."""
     x = units.exact(value)
     if x is None:
         return None
     if x.denominator == 1:
-        return int(x)
+        return int(x) if abs(x) < MAX_JSON_INTEGER else units.scientific(x)
     try:
         f = float(x)
     except OverflowError:

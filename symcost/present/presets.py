@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from symcost.errors import SymcostError
+from symcost.errors import SymcostError, clean
 
 
 def rows() -> list[dict]:
@@ -18,8 +18,8 @@ def rows() -> list[dict]:
             spec, dims = r.spec.name, dict(r.values)
         except SymcostError as e:  # a user's preset that does not resolve still lists, with the reason
             spec, dims = "?", {"error": e.message}
-        out.append({"name": name, "model_type": str(cfg.get("model_type", "?")), "spec": spec,
-                    "title": str(meta.get("title", "")), "dims": dims})
+        out.append({"name": clean(name), "model_type": clean(str(cfg.get("model_type", "?"))), "spec": spec,
+                    "title": clean(str(meta.get("title", ""))), "dims": dims})
     return out
 
 

