@@ -31,6 +31,7 @@ REFERENCE = json.loads((Path(__file__).resolve().parent / "data" / "reference" /
 PUBLISHED = {
     "pythia-1.4b": 1_414_647_808,
     "pythia-160m": 162_322_944,
+    "phi-3-mini-4k": 3_821_079_552,
 }
 
 
@@ -108,10 +109,41 @@ def _validate(config: dict, source: str, shapes, parts=V.PARTS):
     return result
 
 
-@pytest.mark.parametrize("name", ["pythia-1.4b"])
+@pytest.mark.parametrize("name", ["pythia-1.4b", "phi-3-mini-4k"])
 def test_validate_presets(hf, name):
     config, source = preset_config(name)
     result = _validate(config, source, [(2, 16), (1, 24)])
     assert result.checks[0].measured == PUBLISHED[name]
     assert {c.quantity for c in result.checks} >= {"params", "tiny_params", "matmul_flops_fwd",
                                                    "matmul_flops_fwd_bwd", "kv_cache_bytes"}
+
+
+# ----------------------------------------------------------------------------- Phi-3 and sliding-window caches
+
+
+def test_phi3_tiny_flops_match_the_measured_reference():
+    config = tiny_reference("phi3")
+    assert derived(config, "tiny", 1, {"s": 1})["params"] == REFERENCE["phi3"]["tiny"]["tiny_params"]
+    for row in REFERENCE["phi3"]["flops"]:
+        got = derived(config, "tiny", row["b"], {"s": row["s"]})
+        total = got["matmul_flops_fwd"] + (got["matmul_flops_bwd"] if row["mode"] == "fwd+bwd" else 0)
+        assert total == row["total"], row
+
+
+@pytest.mark.parametrize("family, window", [("phi3", 8), ("mistral", 8)])
+def test_sliding_window_cache_keeps_w_minus_1_as_measured(family, window):
+    """transformers' DynamicSlidingWindowLayer keeps the last w − 1 keys and values after a prefill (measured:
+    a window of 8 holds 5 after 5 tokens and 7 after 7, 8, 9 or 20); without a window, all s."""
+    base = tiny_reference(family)
+    rows = REFERENCE[family]["kv_cache"]
+    assert rows
+    for row in rows:
+        config = {**base, "sliding_window": None if "no" in row["variant"] else window}
+        got = derived(config, family, row["b"], {"s": row["prefill"]}, phase="prefill")
+        assert got["kv_cache_bytes"] == row["bytes"], row
+
+
+def test_phi3_mini_caches_2046_tokens_per_layer():
+    config, source = preset_config("phi-3-mini-4k")
+    got = derived(config, source, 1, {"s": 4096}, phase="prefill", dtype="bf16")
+    assert got["kv_cache_bytes"] == 32 * 2 * 32 * 96 * 2046 * 2  # layers · (K, V) · kv heads · d · tokens · bytes

@@ -175,9 +175,10 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 def tiny_config(config: dict, mapping: dict, source: str) -> dict:
     """The config of the tiny model: the full config with the mapping's `tiny` rules applied.
 
-    A rule is a value (null clears the field), or {"relative_to": F, "equal": x, "one": y, "fewer": z}: x when
-    the full config's field equals field F (missing means equal), y when it is 1, z otherwise — this keeps
-    multi-head, multi-query and grouped-query attention what they are.
+    A rule is a value (null clears the field), {"if_set": x}: x when the full config sets the field (not null),
+    or {"relative_to": F, "equal": x, "one": y, "fewer": z}: x when the full config's field equals field F (missing
+    means equal), y when it is 1, z otherwise — this keeps multi-head, multi-query and grouped-query attention
+    what they are.
     """
     model_type = config.get("model_type")
     rules = mapping.get("tiny")
@@ -186,6 +187,10 @@ def tiny_config(config: dict, mapping: dict, source: str) -> dict:
     tiny = {k: v for k, v in config.items() if not k.startswith("_")}
     for key, rule in rules.items():
         if key.startswith("_"):
+            continue
+        if isinstance(rule, dict) and "if_set" in rule:  # a size that only matters when the field is set
+            if config.get(key) is not None:
+                tiny[key] = rule["if_set"]
             continue
         if isinstance(rule, dict):
             ref = rule.get("relative_to")
@@ -230,6 +235,9 @@ class _Plan:
         self.kwargs = validate.get("kwargs", {})
         if not isinstance(self.kwargs, dict) or not all(isinstance(k, str) for k in self.kwargs):
             raise SymcostError(f"{where}: kwargs must be an object of config fields")
+        self.window = validate.get("window")  # a spec dim: the KV cache is also checked past the window
+        if self.window is not None and not isinstance(self.window, str):
+            raise SymcostError(f"{where}: window must name a dim of the spec")
         self.lengths = validate.get("lengths", ["s"])
         if not isinstance(self.lengths, list) or not self.lengths or not all(isinstance(n, str) for n in self.lengths):
             raise SymcostError(f"{where}: lengths must be a list of dim names")
@@ -518,11 +526,20 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
                     measured = saved_bytes(model, ids, plan.inputs)
                     result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s))
                 if "kv" in parts and plan.inputs == "causal_lm":
-                    derived = plan.derived("kv_cache_bytes", values, b, s, plan.prefill_report())
-                    if derived:  # a spec that marks its keys and values with cache()
-                        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True,
-                                                   "tiny", b, s))
+                    _kv_check(plan, result, model, values, b, s)
+            window = values.get(plan.window) if plan.window else None
+            if "kv" in parts and plan.inputs == "causal_lm" and window:
+                b, s = 1, window + 3  # a prefill longer than the window: the cache keeps only the last w − 1
+                progress_fn(f"prefilling {s} tokens, past the window of {window}…")
+                _kv_check(plan, result, model, values, b, s, torch.randint(0, model.config.vocab_size, (b, s)))
     return result
+
+
+def _kv_check(plan, result, model, values, b, s, ids=None) -> None:
+    derived = plan.derived("kv_cache_bytes", values, b, s, plan.prefill_report())
+    if derived:  # a spec that marks its keys and values with cache()
+        ids = _ids(model, b, s) if ids is None else ids
+        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True, "tiny", b, s))
 
 
 def kv_cache_bytes(model, ids) -> int:
