@@ -255,7 +255,11 @@ def test_tiny_rules_keep_each_familys_structure():
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_validate_preset(hf, capsys, name):
     exact = validate_preset(main, capsys, name, PUBLISHED[name])
-    assert len(exact) == 2 + 3 * 3  # params full and tiny; fwd, fwd+bwd and the KV cache at three shapes
+    windowed = resolve(*preset_config(name)).options.get("windowed", False)
+    # params full and tiny; fwd, fwd+bwd and the KV cache at three shapes; the cache past a window
+    assert len(exact) == 2 + 3 * 3 + windowed
+    if windowed:
+        assert exact[-1]["s"] == 128 + 3 and exact[-1]["quantity"] == "kv_cache_bytes"
     if name == "mixtral-8x7b" and MEASURED.is_file():  # the reference's own FlopCounterMode runs
         ref = json.loads(MEASURED.read_text())["tiny_matmul_flops"]
         quantity = {"forward_eval_nograd": "matmul_flops_fwd", "train_forward_backward": "matmul_flops_fwd_bwd"}
@@ -265,7 +269,7 @@ def test_validate_preset(hf, capsys, name):
 
 
 VARIANTS = [  # structure the presets do not exercise: (name, preset, overrides, tiny dims expected)
-    ("mistral-no-window-mqa", "mistral-7b-v0.1", {"sliding_window": None, "num_key_value_heads": 1}, {"kv": 1, "w": 128}),
+    ("mistral-no-window-mqa", "mistral-7b-v0.1", {"sliding_window": None, "num_key_value_heads": 1}, {"kv": 1}),
     ("mistral-mha-tied", "mistral-7b-v0.1", {"num_key_value_heads": 32, "tie_word_embeddings": True}, {"kv": 4}),
     ("mixtral-window-tied-top1", "mixtral-8x7b", {"sliding_window": 4096, "tie_word_embeddings": True,
                                                   "num_experts_per_tok": 1}, {"k": 1, "w": 128}),
