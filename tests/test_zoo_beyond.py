@@ -17,6 +17,7 @@ from symcost.analysis import validate as V
 from symcost.analysis.evaluate import Evaluator
 from symcost.analysis.hf import preset_config, resolve
 from symcost.cost.accounting import derive
+from symcost.errors import SymcostError
 from symcost.lang.parse import load
 from symcost.model.builder import build
 
@@ -32,6 +33,7 @@ PUBLISHED = {
     "pythia-1.4b": 1_414_647_808,
     "pythia-160m": 162_322_944,
     "phi-3-mini-4k": 3_821_079_552,
+    "qwen1.5-moe-a2.7b": 14_315_784_192,
 }
 
 
@@ -109,7 +111,7 @@ def _validate(config: dict, source: str, shapes, parts=V.PARTS):
     return result
 
 
-@pytest.mark.parametrize("name", ["pythia-1.4b", "phi-3-mini-4k"])
+@pytest.mark.parametrize("name", ["pythia-1.4b", "phi-3-mini-4k", "qwen1.5-moe-a2.7b"])
 def test_validate_presets(hf, name):
     config, source = preset_config(name)
     result = _validate(config, source, [(2, 16), (1, 24)])
@@ -147,3 +149,35 @@ def test_phi3_mini_caches_2046_tokens_per_layer():
     config, source = preset_config("phi-3-mini-4k")
     got = derived(config, source, 1, {"s": 4096}, phase="prefill", dtype="bf16")
     assert got["kv_cache_bytes"] == 32 * 2 * 32 * 96 * 2046 * 2  # layers · (K, V) · kv heads · d · tokens · bytes
+
+
+# ----------------------------------------------------------------------------- Qwen2-MoE
+
+
+def test_qwen_moe_active_parameters_are_the_published_ones():
+    config, source = preset_config("qwen1.5-moe-a2.7b")
+    got = derived(config, source, 1, {"s": 1})
+    assert got["params"] == 14_315_784_192
+    assert got["active_params"] == 2_689_173_504  # all but the 60 − 4 experts a token skips
+    assert got["params"] - got["active_params"] == 24 * (60 - 4) * 3 * 1408 * 2048
+
+
+def test_qwen_moe_per_token_flops_follow_the_measured_composition():
+    """Per MoE layer and token (tests/data/reference/zoo.json, measured on the eager experts): router 2·h·E,
+    shared expert 3·2·h·fs, its gate 2·h, routed k·3·2·h·fm — whatever the routing."""
+    config = {**tiny_reference("qwen2_moe"), "mlp_only_layers": []}
+    b, s = 2, 16
+    got = derived(config, "tiny", b, {"s": s})
+    h, E, fs, fm, k, L, V, a = 64, 8, 96, 32, 2, 3, 128, 4
+    T = b * s
+    attention = 4 * 2 * T * h * h + 2 * 2 * b * a * s * s * (h // a)
+    moe = 2 * T * h * E + 3 * 2 * T * h * fs + 2 * T * h + k * 3 * 2 * T * h * fm
+    assert got["matmul_flops_fwd"] == L * (attention + moe) + 2 * T * h * V
+
+
+def test_qwen_moe_dense_layers_are_rejected_not_miscounted():
+    config = tiny_reference("qwen2_moe")  # the reference's tiny model makes layer 1 dense
+    with pytest.raises(SymcostError, match=r"mlp_only_layers=\[1\] is not supported: .* no dense layers"):
+        resolve(config, "tiny")
+    with pytest.raises(SymcostError, match=r"decoder_sparse_step=2"):
+        resolve({**config, "mlp_only_layers": [], "decoder_sparse_step": 2}, "tiny")

@@ -67,6 +67,8 @@ def shown(value) -> str:
         return repr(value[:60])
     if isinstance(value, Fraction):
         return str(value) if value.denominator != 1 else str(value.numerator)
+    if isinstance(value, list) and len(value) <= 8 and all(isinstance(x, (int, float, str)) for x in value):
+        return "[" + ", ".join(shown(x) for x in value) + "]"
     if isinstance(value, (list, dict)):
         return f"{kind(value)} of {len(value)}"
     return repr(value)
