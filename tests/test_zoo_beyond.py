@@ -34,6 +34,9 @@ PUBLISHED = {
     "pythia-160m": 162_322_944,
     "phi-3-mini-4k": 3_821_079_552,
     "qwen1.5-moe-a2.7b": 14_315_784_192,
+    "gemma-2-2b": 2_614_341_888,
+    "gemma-2-9b": 9_241_705_984,
+    "gemma-2-27b": 27_227_128_320,
 }
 
 
@@ -111,7 +114,7 @@ def _validate(config: dict, source: str, shapes, parts=V.PARTS):
     return result
 
 
-@pytest.mark.parametrize("name", ["pythia-1.4b", "phi-3-mini-4k", "qwen1.5-moe-a2.7b"])
+@pytest.mark.parametrize("name", ["pythia-1.4b", "phi-3-mini-4k", "qwen1.5-moe-a2.7b", "gemma-2-2b"])
 def test_validate_presets(hf, name):
     config, source = preset_config(name)
     result = _validate(config, source, [(2, 16), (1, 24)])
@@ -132,7 +135,7 @@ def test_phi3_tiny_flops_match_the_measured_reference():
         assert total == row["total"], row
 
 
-@pytest.mark.parametrize("family, window", [("phi3", 8), ("mistral", 8)])
+@pytest.mark.parametrize("family, window", [("phi3", 8), ("mistral", 8), ("gemma2", 8)])
 def test_sliding_window_cache_keeps_w_minus_1_as_measured(family, window):
     """transformers' DynamicSlidingWindowLayer keeps the last w − 1 keys and values after a prefill (measured:
     a window of 8 holds 5 after 5 tokens and 7 after 7, 8, 9 or 20); without a window, all s."""
@@ -181,3 +184,32 @@ def test_qwen_moe_dense_layers_are_rejected_not_miscounted():
         resolve(config, "tiny")
     with pytest.raises(SymcostError, match=r"decoder_sparse_step=2"):
         resolve({**config, "mlp_only_layers": [], "decoder_sparse_step": 2}, "tiny")
+
+
+# ----------------------------------------------------------------------------- Gemma 2
+
+
+def test_gemma2_tiny_flops_match_the_measured_reference_within_the_window():
+    """Eager attention masks the window over the full s×s product; the spec counts the band a windowed kernel
+    computes. The two agree for s ≤ w (the reference's s = 6 with w = 8) and differ by exactly the masked part
+    beyond it, on the local layers only."""
+    config = tiny_reference("gemma2")
+    assert derived(config, "tiny", 1, {"s": 1})["params"] == REFERENCE["gemma2"]["tiny"]["tiny_params"]
+    a, d, w, local = 4, 32, 8, 2
+    for row in REFERENCE["gemma2"]["flops"]:
+        b, s = row["b"], row["s"]
+        got = derived(config, "tiny", b, {"s": s})
+        total = got["matmul_flops_fwd"] + (got["matmul_flops_bwd"] if row["mode"] == "fwd+bwd" else 0)
+        masked = local * 2 * 2 * b * a * s * (s - min(s, w)) * d * (3 if row["mode"] == "fwd+bwd" else 1)
+        assert total + masked == row["total"], row
+
+
+def test_gemma2_layers_come_in_local_global_pairs():
+    config, source = preset_config("gemma-2-2b")
+    with pytest.raises(SymcostError, match="num_hidden_layers=25 is not supported: .*pairs"):
+        resolve({**config, "num_hidden_layers": 25}, source)
+    with pytest.raises(SymcostError, match="layer_types=.* is not supported"):
+        resolve({**config, "layer_types": ["full_attention", "sliding_attention"] * 13}, source)
+    assert resolve({**config, "layer_types": ["sliding_attention", "full_attention"] * 13}, source).values["L"] == 26
+    caps = resolve({**config, "attn_logit_softcapping": None, "final_logit_softcapping": None}, source).options
+    assert caps == {"attn_softcap": False, "final_softcap": False, "tied": True}
