@@ -213,3 +213,31 @@ def test_gemma2_layers_come_in_local_global_pairs():
     assert resolve({**config, "layer_types": ["sliding_attention", "full_attention"] * 13}, source).values["L"] == 26
     caps = resolve({**config, "attn_logit_softcapping": None, "final_logit_softcapping": None}, source).options
     assert caps == {"attn_softcap": False, "final_softcap": False, "tied": True}
+
+
+# ----------------------------------------------------------------------------- validate's inputs
+
+
+def test_a_model_validate_cannot_call_is_a_clear_error(hf, monkeypatch):
+    def refuses(*args, **kwargs):
+        raise AttributeError("'ViTConfig' object has no attribute 'vocab_size'")
+
+    monkeypatch.setattr(V, "_measure", refuses)
+    config, source = preset_config("gpt2-small")
+    with pytest.raises(SymcostError, match=r"could not run the tiny GPT2LMHeadModel as the mapping's inputs "
+                                           r"'causal_lm' call it .*AttributeError: 'ViTConfig' object has no attribute"):
+        V.validate(config, source, None, [(1, 8)], ("flops",), progress=None)
+
+
+def test_input_kinds_build_what_each_family_takes(hf):
+    torch, transformers = hf
+
+    class Model:
+        config = transformers.WhisperConfig(num_mel_bins=16, max_source_positions=32, vocab_size=100)
+
+    batch = V._ids(Model(), 2, 5, "speech_seq2seq")
+    assert tuple(batch["input_features"].shape) == (2, 16, 64)  # exactly 2·max_source_positions frames
+    assert tuple(batch["decoder_input_ids"].shape) == (2, 5)
+    Model.config = transformers.ViTConfig(image_size=32, num_channels=3)
+    assert tuple(V._ids(Model(), 2, 48, "image", sized=True).shape) == (2, 3, 48, 48)
+    assert tuple(V._ids(Model(), 2, 48, "image", sized=False).shape) == (2, 3, 32, 32)  # the config's size
