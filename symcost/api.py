@@ -15,8 +15,9 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
     spec: a .arch file or a shipped spec's name ("llama"); optional with `preset` or `hf_config`, which choose
     the spec by model_type. set: dims and options, as a dict ({"b": 1, "tied": False}) or NAME=VALUE texts.
     path: directories searched before the shipped ones. Every other keyword is a setting of symcost.settings.TABLE:
-    phase, dtype, flops, causal, other_flops, embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel,
-    pp, stage, ep, keep, dp, zero, optimizer, precision, device, step_time.
+    phase, dtype, activations, weights, quantize, group, scale, zero_point, kv, flops, causal, other_flops,
+    embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel, pp, stage, ep, keep, dp, zero, optimizer,
+    precision, device, step_time, flops_efficiency, bandwidth_efficiency, reserve, reserve_bytes, generate.
 
     >>> a = derive("gpt2", preset="gpt2-small")
     >>> a.at().params
@@ -57,7 +58,7 @@ def run(req: Request) -> "Analysis":
                            "chooses one by model_type")
     released = assigned_names(req.values) | set(resolved.values if resolved else ())
     builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel,
-                      released=released)
+                      dtypes=dtype_roles(req), released=released)
     env = builder.declare().env
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None
@@ -191,7 +192,23 @@ class Analysis:
             return None
         from symcost.analysis.hardware import load_device
 
-        return self._once("device", lambda: load_device(self.request.device))
+        return self._once("device", lambda: _achieved(load_device(self.request.device), self.request))
+
+    @property
+    def serving(self):
+        """Serving bounds end to end (symcost.analysis.serving.Serving) with `generate` and a device, or None."""
+        if self.request.generate is None or self.device is None:
+            return None
+        from symcost.analysis.serving import serving
+
+        return self._once("serving", lambda: serving(self))
+
+    @property
+    def memory(self):
+        """Memory per device (symcost.analysis.memory.Memory): its parts, reserve, total and the device's capacity."""
+        from symcost.analysis.memory import memory
+
+        return self._once("memory", lambda: memory(self))
 
     @property
     def summary(self):
@@ -324,6 +341,26 @@ class Values:
     def __repr__(self) -> str:
         given = ", ".join(f"{k}={v}" for k, v in self.given.items())
         return f"<symcost.Values of {self.analysis.name} at {given or 'no dims'}>"
+
+
+def _achieved(device, req: Request):
+    """The device at the achieved fractions of its peak FLOP/s and bandwidth (--flops-efficiency, ...)."""
+    from dataclasses import replace
+
+    if req.flops_efficiency is None and req.bandwidth_efficiency is None:
+        return device
+    f = sp.Rational(*(req.flops_efficiency or 1).as_integer_ratio())
+    b = sp.Rational(*(req.bandwidth_efficiency or 1).as_integer_ratio())
+    return replace(device, peak_flops={k: v * f for k, v in device.peak_flops.items()},
+                   memory_bandwidth=device.memory_bandwidth * b)
+
+
+def dtype_roles(req: Request) -> dict:
+    """The dtype settings the graph builder takes (activations, weights and their quantization, KV cache)."""
+    roles = {k: getattr(req, k) for k in ("activations", "weights", "group", "scale", "zero_point", "kv")}
+    if req.weights is not None:
+        roles["quantize"] = req.quantize
+    return roles
 
 
 PRECISION_OF = {"fp32": "fp32", "bf16": "mixed-bf16", "fp16": "mixed-fp16"}  # training precision by dtype

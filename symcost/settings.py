@@ -2,12 +2,14 @@
 
 The table drives the command line's flags (derive and compare share them), the API's keyword arguments, the
 text header, the JSON `conventions` object and `compare`'s per-side settings. A setting's `stage` says who
-reads it: `build` (the graph), `account` (the closed forms), `train` (training-state memory) or `device`
-(roofline bounds).
+reads it: `build` (the graph), `account` (the closed forms), `train` (training-state memory), `memory` (memory
+per device), `device` (roofline bounds) or `serving` (latency end to end).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
 
 from symcost.errors import SymcostError, suggest
 
@@ -15,7 +17,7 @@ from symcost.errors import SymcostError, suggest
 @dataclass(frozen=True)
 class Setting:
     name: str  # the API keyword and the JSON name
-    kind: str  # choice | flag | degree | dtype | text | number | names | int-choice
+    kind: str  # choice | flag | degree | dtype | text | number | names | int-choice | count | fraction | size | zero-point
     help: str
     default: object = None
     choices: tuple = ()
@@ -35,6 +37,25 @@ TABLE: tuple[Setting, ...] = (
             "train", ("train", "prefill", "decode"), "build", header="phase {}"),
     Setting("dtype", "dtype", "override the spec's default dtype (fp32, bf16, fp16, fp8, ...)", None, (), "build",
             "DTYPE"),
+    Setting("activations", "dtype", "dtype of the activations and of the arithmetic (default: the spec's default "
+            "dtype or --dtype); the roofline's peak FLOP/s is this dtype's", None, (), "build", "DTYPE"),
+    Setting("weights", "dtype", "weight-only quantization: the dtype of the weights --quantize selects (int4, nf4, "
+            "fp4, int8, fp8, ...; sub-byte types are sized in bits); other parameters keep the model's dtype and the "
+            "arithmetic stays in the activations' dtype", None, (), "build", "DTYPE"),
+    Setting("quantize", "choice", "which weights --weights sets: layers (default: the weight matrices of linear layers "
+            "inside repeated blocks, as GPTQ, AWQ and bitsandbytes do; the LM head and embeddings keep the model's "
+            "dtype), linear (every linear layer's weight matrix, the head too), matrices (every parameter of two or "
+            "more axes, embedding tables too); vectors (norms, biases) are never quantized", "layers",
+            ("layers", "linear", "matrices"), "build", needs="weights"),
+    Setting("group", "count", "group quantization: weights per group sharing one scale (int4 with a 16-bit scale per "
+            "128 weights is 4 + 16/128 = 4.125 bits per weight)", None, (), "build", "G", needs="weights"),
+    Setting("scale", "dtype", "dtype of the group scales (default: the model's dtype)", None, (), "build", "DTYPE",
+            needs="group"),
+    Setting("zero_point", "zero-point", "asymmetric group quantization: one zero point per group, at the weights' own "
+            "width (as GPTQ and AWQ pack them) or at a dtype given (--zero-point fp16)", None, (), "build",
+            "DTYPE", needs="group"),
+    Setting("kv", "dtype", "dtype of the KV cache (fp8, int8, int4, ...; default: the activations')", None, (),
+            "build", "DTYPE"),
     Setting("flops", "choice", "FLOP convention: fma counts a multiply-add as 2 (2MKN, default); mac counts "
             "multiply-accumulates (MKN); exact counts MN(2K-1)", "fma", ("fma", "mac", "exact")),
     Setting("causal", "choice", "count causal attention products in full (as FlopCounterMode does, default) or only "
@@ -81,6 +102,19 @@ TABLE: tuple[Setting, ...] = (
             "of the phase (time, tokens/s) and each op's arithmetic intensity", None, (), "device", "NAME|FILE"),
     Setting("step_time", "number", "a measured training step time in seconds: report MFU (with --device)", None, (),
             "device", "SECONDS"),
+    Setting("flops_efficiency", "fraction", "the achieved fraction of the device's peak FLOP/s (default 1): time "
+            "bounds become estimates for a system measured at that efficiency (needs --device)", None,
+            (0, 1, False, True), "device", "FRACTION"),
+    Setting("bandwidth_efficiency", "fraction", "the achieved fraction of the device's memory bandwidth (default 1; "
+            "needs --device)", None, (0, 1, False, True), "device", "FRACTION"),
+    Setting("reserve", "fraction", "memory held back for allocator fragmentation: the tensors may fill only 1 − "
+            "FRACTION of the memory they take (0.1: total = used / 0.9 + --reserve-bytes)", None, (0, 1, True, False),
+            "memory", "FRACTION"),
+    Setting("reserve_bytes", "size", "memory held back for the framework (CUDA context, workspaces), with a unit: 2GB, "
+            "512MiB (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)", None, (), "memory", "SIZE"),
+    Setting("generate", "count", "serving end to end: a prefill of s tokens, then N tokens generated (implies --phase "
+            "prefill; needs --device): time to first token, time per output token as the cache grows, total latency "
+            "and throughput bounds", None, (), "serving", "N"),
 )
 BY_NAME = {s.name: s for s in TABLE}
 
@@ -114,6 +148,18 @@ class Request:
     precision: str | None = None
     device: str | None = None
     step_time: float | None = None
+    activations: str | None = None
+    weights: str | None = None
+    quantize: str = "layers"
+    group: int | None = None
+    scale: str | None = None
+    zero_point: bool | str | None = None  # True: at the weights' own width
+    kv: str | None = None
+    flops_efficiency: Fraction | None = None
+    bandwidth_efficiency: Fraction | None = None
+    reserve: Fraction | None = None
+    reserve_bytes: int | None = None
+    generate: int | None = None
     training: bool = field(default=False)  # report training-state memory (phase train, or ZeRO/dp given)
 
     def settings(self) -> dict:
@@ -130,6 +176,8 @@ def request(spec=None, *, preset=None, hf_config=None, values=None, **settings) 
     if preset is not None and hf_config is not None:
         raise SymcostError("give a preset or an HF config, not both")
     pairs = tuple(_pairs(values))
+    if checked.get("generate") is not None and "phase" not in checked:
+        checked["phase"] = "prefill"  # serving: the prompt's prefill, then the generated tokens
     # training-state memory when the train phase is asked for by name, or ZeRO or a data-parallel degree is given
     training = checked.get("phase") == "train" or bool(checked.get("zero")) or checked.get("dp") is not None
     req = Request(spec=None if spec is None else str(spec), preset=preset, hf_config=None if hf_config is None else
@@ -171,9 +219,82 @@ def check(setting: Setting, value):
         if float(value) < 1e-12:
             raise SymcostError(f"{name} {value} is shorter than a picosecond; give the step time in seconds")
         return float(value)
+    if setting.kind in ("count", "fraction", "size", "zero-point"):
+        return _check_amount(setting, value)
     if value is not None and not isinstance(value, str):
         raise SymcostError(f"{name} takes a name or a file, not {value!r}")
     return value
+
+
+MAX_COUNT = 10**9
+
+
+def _check_amount(setting: Setting, value):
+    """A count (a positive integer), a fraction in the setting's interval, a size in bytes, or a zero point."""
+    name = setting.flag
+    if value is None:
+        return None
+    if setting.kind == "zero-point":
+        if isinstance(value, bool):
+            return True if value else None
+        if not isinstance(value, str) or not value:
+            raise SymcostError(f"{name} takes true or a dtype name, not {value!r}")
+        return True if value.lower() == "true" else value
+    if setting.kind == "count":
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+            raise SymcostError(f"{name} takes a positive integer of at most {MAX_COUNT:,}, not {value!r}")
+        return value
+    if setting.kind == "size":
+        return parse_size(value, name)
+    return _fraction(setting, value)
+
+
+def _fraction(setting: Setting, value) -> Fraction:
+    lo, hi, lo_closed, hi_closed = setting.choices
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Fraction)):
+            raise ValueError
+        x = Fraction(repr(value)) if isinstance(value, float) else Fraction(value.strip() if isinstance(value, str)
+                                                                            else value)
+    except (ValueError, ZeroDivisionError):
+        raise SymcostError(f"{setting.flag} takes a number, not {str(value)[:40]!r}") from None
+    if not ((lo <= x if lo_closed else lo < x) and (x <= hi if hi_closed else x < hi)):
+        interval = f"{'[' if lo_closed else '('}{lo}, {hi}{']' if hi_closed else ')'}"
+        raise SymcostError(f"{setting.flag} takes a fraction in {interval}, not {value}", None,
+                           "a fraction, not a percentage: 0.9 for 90%" if x > 1 else None)
+    return x
+
+
+SIZE_UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+
+
+def parse_size(value, name: str = "size") -> int:
+    """Bytes from an integer or a text with a unit (2GB = 2·10⁹, 512MiB = 512·2²⁰), exactly; whole bytes only."""
+    if isinstance(value, bool):
+        raise SymcostError(f"{name} takes a size such as 2GB, not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise SymcostError(f"{name} takes a size of at least 0 bytes, not {value}")
+        return value
+    if not isinstance(value, str):
+        raise SymcostError(f"{name} takes a size such as 2GB or 512MiB, not {value!r}")
+    m = _SIZE.fullmatch(value) if len(value) <= 40 else None
+    if m is None:
+        raise SymcostError(f"{name}: '{value[:40]}' is not a size; write one such as 2GB or 512MiB")
+    unit = m.group(2) or "B"
+    if unit not in SIZE_UNITS:
+        hint = suggest(unit, SIZE_UNITS)
+        if unit.upper() == "KB":
+            hint = "kB is 10^3 bytes, KiB 2^10"
+        raise SymcostError(f"{name}: unknown unit '{unit}'; use one of {', '.join(SIZE_UNITS)}", None, hint)
+    size = Fraction(m.group(1)) * SIZE_UNITS[unit]
+    if size.denominator != 1:
+        raise SymcostError(f"{name} {value} is not a whole number of bytes")
+    return int(size)
 
 
 def setting_from_text(name: str, raw: str):
@@ -194,7 +315,7 @@ def setting_from_text(name: str, raw: str):
             return check(setting, float(raw))
         except ValueError:
             raise SymcostError(f"{setting.flag} takes a number, not '{raw[:40]}'") from None
-    return check(setting, raw)
+    return check(setting, raw)  # count, fraction, size and zero-point read their texts themselves
 
 
 def validate(req: Request) -> Request:
@@ -210,7 +331,34 @@ def validate(req: Request) -> Request:
         raise SymcostError("--step-time takes a measured training step time, with --phase train and --device")
     if req.stage != "first" and req.pp is None:
         raise SymcostError("--stage chooses a pipeline stage: give a degree with --pp")
+    _validate_dtypes(req)
+    if req.generate is not None:
+        if req.phase != "prefill":
+            raise SymcostError(f"--generate models a prompt's prefill then the tokens generated; it takes --phase "
+                               f"prefill (the default with --generate), not --phase {req.phase}")
+        if req.device is None:
+            raise SymcostError("--generate gives latency bounds on a device: add --device (see `symcost devices`)")
+    for name in ("flops_efficiency", "bandwidth_efficiency"):
+        if getattr(req, name) is not None and req.device is None:
+            raise SymcostError(f"{BY_NAME[name].flag} scales a device's figures: add --device")
     return req
+
+
+def _validate_dtypes(req: Request) -> None:
+    if req.phase == "train":
+        for name, why in (("weights", "weight-only quantization is for inference (--phase prefill or decode); "
+                                      "training precision is --precision"),
+                          ("kv", "training keeps no KV cache")):
+            if getattr(req, name) is not None:
+                raise SymcostError(f"--{name} {getattr(req, name)}: {why}")
+    for name in ("quantize", "group"):
+        if getattr(req, name) != BY_NAME[name].default and req.weights is None:
+            raise SymcostError(f"{BY_NAME[name].flag} describes quantized weights: give their dtype with --weights "
+                               "(e.g. --weights int4)")
+    for name in ("scale", "zero_point"):
+        if getattr(req, name) is not None and req.group is None:
+            raise SymcostError(f"{BY_NAME[name].flag} describes group quantization: give the group size with --group "
+                               "(e.g. --group 128)")
 
 
 def _pairs(values):

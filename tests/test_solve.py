@@ -42,7 +42,7 @@ def _kv_per_sequence_70b(t: int, c: int) -> int:
 
 def test_max_decode_batch_llama2_70b_tp8_h100():
     a = symcost.derive("llama", preset="llama-2-70b", phase="decode", tp=8, device="h100-sxm", set={"c": 4096})
-    ans = a.solve("b", "memory_bytes <= device")
+    ans = a.solve("b", "weight_bytes + kv_cache_bytes <= device")
     w, kv = _weights_per_device_70b(8), _kv_per_sequence_70b(8, 4096)
     assert ans.status == "found" and ans.value == (80 * 10**9 - w) // kv == 374
     assert ans.at_value[0].holds and not ans.at_next[0].holds and ans.next_value == 375
@@ -56,6 +56,12 @@ def test_max_decode_batch_llama2_70b_tp8_h100():
     point[m] = 80 * 10**9
     assert m in b.form.free_symbols
     assert sp.nsimplify(b.form.xreplace(point)) == sp.Rational(80 * 10**9 - w, kv)
+    # memory per device also holds a decode step's live activations (docs/analysis.md): a few batches fewer
+    full = a.solve("b", "memory_bytes <= device")
+    act = [a.at(b=n).evaluator(a.memory.parts["activations"]) for n in (372, 373)]
+    assert 0 < act[0] < 372 * kv // 100  # under 1% of the KV cache
+    assert w + 372 * kv + act[0] <= 80 * 10**9 < w + 373 * kv + act[1]
+    assert full.value == 372 and full.at_value[0].lhs == w + 372 * kv + act[0]
 
 
 def test_max_context_of_a_7b_kv_cache_in_24_gb_with_and_without_weights():
@@ -65,7 +71,10 @@ def test_max_context_of_a_7b_kv_cache_in_24_gb_with_and_without_weights():
     assert alone.value == 24 * 10**9 // per_token == 45776
     both = a.solve("c", "kv_cache_bytes + weight_bytes <= 24GB")
     assert both.value == (24 * 10**9 - 2 * P7) // per_token == 20071
-    assert a.solve("c", ("memory_bytes", "<=", "24GB")).value == 20071  # weights + KV cache in decode
+    # memory per device adds the step's live activations to the weights and the cache: a little less context
+    live = a.solve("c", ("memory_bytes", "<=", "24GB")).value
+    assert live < 20071 and 2 * P7 + live * per_token + a.at(c=live).evaluator(a.memory.parts["activations"]) \
+        <= 24 * 10**9
     form = alone.boundaries[0].form  # c* = 24e9 / (2·L·h·kv/a·2·b): 6e9·a/(b·h·kv·L)
     assert sp.expand(form - 6 * 10**9 * sym("a") / (sym("b") * sym("h") * sym("kv") * sym("L"))) == 0
 
@@ -169,7 +178,7 @@ def test_errors_name_the_problem():
 def test_cli_solve_text_and_json(capsys):
     code, out, _ = run(capsys, "solve", "llama", "--preset", "llama-2-70b", "--phase", "decode", "--tp", "8",
                        "--device", "h100-sxm", "--set", "c=4096", "--max", "b", "--where", "memory_bytes <= device")
-    assert code == 0 and "  b = 374" in out and "b = 375:" in out and "fails" in out and "boundary b* =" in out
+    assert code == 0 and "  b = 372" in out and "b = 373:" in out and "fails" in out and "boundary b* =" in out
     code, out, _ = run(capsys, "solve", "llama", "--preset", "llama-2-7b", "--phase", "decode", "--set", "b=1",
                        "--max", "c", "--where", "kv_cache_bytes <= 24GB", "--format", "json")
     doc = json.loads(out)

@@ -174,7 +174,8 @@ def _variant(analysis, numeric: dict, symbolic: dict, items, differ) -> Variant:
 
 
 _SIDE_SETTINGS = ("phase", "dtype", "flops", "causal", "other_flops", "embedding_flops", "recompute",
-                  "flash_attention", "tp", "sp", "vocab_parallel", "pp", "stage", "ep", "keep")
+                  "flash_attention", "tp", "sp", "vocab_parallel", "pp", "stage", "ep", "keep", "activations", "weights",
+                  "quantize", "group", "scale", "zero_point")  # not kv: a dimension of most specs
 
 
 def _split_items(items) -> tuple[list, dict]:

@@ -85,7 +85,8 @@ class Device:
         raise SymcostError(
             f"device '{self.name}' has no published {dtype} peak (it has: {have})",
             None,
-            suggest(dtype, self.peak_flops) or "choose the dtype with --dtype, or add it to the device file",
+            suggest(dtype, self.peak_flops) or "choose the arithmetic's dtype with --dtype or --activations, or add it "
+            "to the device file",
         )
 
     def ridge_point(self, dtype: str) -> sp.Rational:

@@ -66,12 +66,9 @@ _TOKEN = re.compile(r"""\s*(?:
 
 
 def memory_bytes(analysis) -> sp.Expr:
-    """Memory per device. Train: the training state (weights, gradients, optimizer) + activation bytes;
-    prefill and decode: weight bytes + KV cache bytes."""
-    t = analysis.totals
-    if analysis.training is not None:
-        return analysis.training.total + t["activation_bytes"]
-    return t["weight_bytes"] + t["kv_cache_bytes"]
+    """Memory per device (symcost.analysis.memory): weights, gradients, optimizer state and activations in
+    training; weights, KV cache and the live activations of a step when generating; plus any reserve."""
+    return analysis.memory.total
 
 
 def quantity(analysis, name: str, symbols: dict | None = None) -> sp.Expr:

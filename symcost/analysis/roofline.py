@@ -10,8 +10,9 @@ which term binds: I above the ridge is compute-bound, below it memory-bound.
 
 Inputs, per op, from a Report: F = `flops_fwd` (matmuls and elementwise work, forward) and B = `io_bytes`
 (bytes read plus bytes written; docs/semantics.md). For `[M,K] @ [K,N]` in a dtype of w bytes that is
-I = 2MKN / ((MK + KN + MN)·w). The peak is the device's dense peak for the report's default dtype
-(`report.env.default_dtype.name`) — elementwise FLOPs run on slower vector units, so using the tensor peak
+I = 2MKN / ((MK + KN + MN)·w). The peak is the device's dense peak for the dtype the arithmetic runs in, the
+activations' (`report.env.roles.compute.name`: the default dtype unless --activations; weight-only quantization
+dequantizes to it, so --weights int4 keeps the bf16 peak) — elementwise FLOPs run on slower vector units, so using the tensor peak
 for them keeps the bound a lower bound. `io_bytes` assumes no fusion and no cache reuse; the per-op bounds
 summed are a lower bound for an unfused implementation. The phase summaries instead use only the bytes any
 implementation must move (every weight read once, plus the KV cache when the report has `kv_cache_bytes`),
@@ -125,7 +126,7 @@ def _num(x):
 # ---- from a Report ---------------------------------------------------------------------------------------
 def peak_for(report, device, dtype: str | None = None) -> Expr:
     """The device's dense peak for `dtype`, by default the report's default dtype."""
-    return device.peak(dtype or report.env.default_dtype.name)
+    return device.peak(dtype or report.env.roles.compute.name)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def roofline(report, device, dtype: str | None = None, flops_metric: str = "flop
     for m in (flops_metric, bytes_metric):
         if m not in report.totals:
             raise SymcostError(f"unknown metric '{m}'", None, suggest(m, report.totals))
-    dtype = dtype or report.env.default_dtype.name
+    dtype = dtype or report.env.roles.compute.name
     peak, bw = device.peak(dtype), device.memory_bandwidth
     rows = []
     for r in report.ops:
@@ -285,7 +286,7 @@ def phase_summary(
     if phase not in PHASES:
         raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
     t = report.totals
-    dtype = dtype or report.env.default_dtype.name
+    dtype = dtype or report.env.roles.compute.name
     peak, bw = device.peak(dtype), device.memory_bandwidth
     b, s = _dim(report, "b"), _dim(report, "s")
     kv = t.get("kv_cache_bytes", ZERO)
@@ -305,6 +306,10 @@ def phase_summary(
                      "reach)" + (" plus the KV cache" if kv != 0 else " (the report has no KV cache bytes)"))
     if comm != 0:
         notes.append(f"communication: comm_bytes over one direction of {device.interconnect.kind}")
+    roles = report.env.roles
+    if roles.weights_given and roles.weights.name != dtype:
+        notes.append(f"peak: weight-only quantization dequantizes the {roles.weights.name} weights and computes in "
+                     f"{dtype}")
     return PhaseSummary(phase, device.name, dtype, sp.expand(flops), sp.expand(nbytes), tokens if tokens is not None else ntok,
                         peak, bw, tuple(notes), sp.expand(comm), device.interconnect.per_direction)
 

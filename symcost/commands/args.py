@@ -7,7 +7,8 @@ FORMATS = ("text", "json", "latex", "markdown")
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def add_settings(parser: argparse.ArgumentParser, stages=("build", "account", "train", "device"), skip=()) -> None:
+def add_settings(parser: argparse.ArgumentParser,
+                 stages=("build", "account", "train", "memory", "device", "serving"), skip=()) -> None:
     """The settings of symcost.settings.TABLE as flags (derive and compare share them; `skip`: names left out)."""
     from symcost.settings import TABLE
 
@@ -24,6 +25,8 @@ def add_settings(parser: argparse.ArgumentParser, stages=("build", "account", "t
             parser.add_argument(s.flag, nargs="+", default=[], action="extend", metavar=s.metavar, **kw)
         elif s.kind == "number":
             parser.add_argument(s.flag, type=_seconds, metavar=s.metavar, **kw)
+        elif s.kind == "zero-point":  # --zero-point alone: at the weights' own width
+            parser.add_argument(s.flag, nargs="?", const=True, metavar=s.metavar, **kw)
         else:
             parser.add_argument(s.flag, metavar=s.metavar, **kw)
 

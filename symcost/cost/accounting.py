@@ -86,21 +86,6 @@ class Settings:
     embedding: str = "lookup"  # lookup: a gather, no FLOPs | matmul: a one-hot product, 2·tokens·V·h
     stage: str = "first"  # under pp, the stage reported: first (embedding + L/p layers), middle, last (+ head)
 
-    def describe(self) -> dict:
-        return {
-            "flops": self.convention,
-            "causal": self.causal,
-            "recompute": self.recompute,
-            "flash_attention": self.flash,
-            "tensor_parallel": None if self.tp is None else str(self.tp),
-            "sequence_parallel": self.sp,
-            "pipeline_parallel": None if self.pp is None else str(self.pp),
-            "expert_parallel": None if self.ep is None else str(self.ep),
-            "pipeline_stage": None if self.pp is None else self.stage,
-            "other_flops": self.other,
-            "embedding_flops": self.embedding,
-            "keep": list(self.keep),
-        }
 
 
 RECOMPUTE = ("none", "selective", "full")
@@ -136,7 +121,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     a2a = _all_to_all(graph, st)
     gathers = _output_gathers(graph, st)
     fused_io = _fused_traffic(graph) if st.flash else {}
-    place = _placement(graph)
+    place = placement(graph)
     if st.pp is not None and "layers" not in place.values():
         raise SymcostError("pipeline parallelism splits repeated layers over stages; this spec repeats nothing")
     costs = {id(node): _account(node, graph, st, a2a, fused_io, place[id(node)], gathers) for node in graph.ops}
@@ -434,7 +419,7 @@ def _expert_parallel(cost: Cost, node: OpNode, st: Settings, a2a: dict) -> Cost:
 
 def _pipeline_share(cost: Cost, place: str, st: Settings) -> Cost:
     """Pipeline parallelism: the reported stage runs L/p of every repeated layer, and the ops outside the
-    repeats only if they are placed on it (see _placement)."""
+    repeats only if they are placed on it (see placement)."""
     share = _stage_share(place, st)
     if share == 1:
         return cost
@@ -444,7 +429,7 @@ def _pipeline_share(cost: Cost, place: str, st: Settings) -> Cost:
 STAGES = ("first", "middle", "last")
 
 
-def _placement(graph: Graph) -> dict:
+def placement(graph: Graph) -> dict:
     """Where pipeline parallelism puts each op: 'layers' for ops in a repeat (each stage holds L/p of them),
     'first' for ops before the first repeated op (the embedding), 'last' for the others (the head, the loss)."""
     out, seen = {}, False
@@ -454,6 +439,9 @@ def _placement(graph: Graph) -> dict:
         else:
             out[id(node)] = "last" if seen else "first"
     return out
+
+
+_placement = placement
 
 
 def _stage_share(place: str, st: Settings) -> sp.Expr:

@@ -13,7 +13,8 @@ from symcost.errors import Loc, SymcostError, suggest
 from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
 from symcost.model.calls import Calls, kind_phrase
-from symcost.model.dims import DType, Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
+from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
+                                set_derived)
 from symcost.model.graph import Family, Graph, Param, Storage, Tensor
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
@@ -36,6 +37,7 @@ class Builder(Calls):
         unroll: bool = False,
         phase: str = "train",
         vocab_parallel: bool = True,
+        dtypes: dict | None = None,
         released=(),
     ):
         if phase not in PHASES:
@@ -48,6 +50,8 @@ class Builder(Calls):
         self.module = module
         self.option_overrides = dict(options or {})
         self.dtype_override = dtype
+        # dtypes by role: activations, weights (with quantize, group, scale, zero_point) and kv, as names
+        self.dtype_roles = {k: v for k, v in (dtypes or {}).items() if v is not None}
         self.value_overrides = dict(values or {})
         self.unroll = unroll
         self.env = Env()
@@ -216,6 +220,7 @@ class Builder(Calls):
         self._apply_options()
         if self.dtype_override:
             self.env.default_dtype = self.env.dtype(self.dtype_override, None)
+        self._apply_dtype_roles()
         if self.value_overrides:
             for key, value in self.value_overrides.items():
                 dim = self.env.dims.get(key)
@@ -235,6 +240,33 @@ class Builder(Calls):
                             f"derived dimension {dim.name} = {dim.definition} is {v}, not a positive integer", dim.loc
                         )
 
+    def _apply_dtype_roles(self) -> None:
+        """The activations', quantized weights' and KV cache's dtypes (names checked against the spec's)."""
+        env, roles = self.env, self.dtype_roles
+        unknown = set(roles) - {"activations", "weights", "kv", "quantize", "group", "scale", "zero_point"}
+        if unknown:
+            raise SymcostError(f"unknown dtype role '{sorted(unknown)[0]}'")
+
+        def named(key: str) -> DType:
+            try:
+                return env.dtype(roles[key], None)
+            except SymcostError as e:
+                raise SymcostError(f"--{key.replace('_', '-')}: {e.message}", None, e.hint) from None
+
+        if "activations" in roles:
+            env.activation_dtype = named("activations")
+        if "weights" in roles:
+            base = named("weights")
+            group = roles.get("group")
+            scale = named("scale") if "scale" in roles else env.default_dtype
+            zero = roles.get("zero_point")
+            zero = None if zero is None else base if zero is True else named("zero_point")
+            env.weight_dtype = quantized(base, group, scale if group else None, zero if group else None)
+            env.quantize = roles.get("quantize", "layers")
+        if "kv" in roles:
+            env.kv_dtype = named("kv")
+            self.build_info = replace(self.build_info, cache_dtype=env.kv_dtype)
+
     def _tensor_type(self, tt: S.TensorType, local: dict) -> tuple[tuple, DType]:
         shape = tuple(self.env.dim_expr(e, local) for e in tt.shape)
         for e, size in zip(tt.shape, shape):
@@ -245,6 +277,8 @@ class Builder(Calls):
 
     def _declare_param(self, item: S.ParamDecl, top: Scope) -> None:
         shape, dtype = self._tensor_type(item.type, {})
+        if self.env.weight_dtype is not None and self.env.quantize == "matrices" and len(shape) >= 2:
+            dtype = self.env.weight_dtype  # a declared table (an embedding, tied or not) is quantized too
         param = Param(item.name, shape, dtype, ONE, item.loc)
         self.graph.params.append(param)
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "parameter", is_param=True)
@@ -252,6 +286,8 @@ class Builder(Calls):
 
     def _declare_input(self, item: S.InputDecl, top: Scope) -> None:
         shape, dtype = self._tensor_type(item.type, {})
+        if item.type.dtype is None and self.env.activation_dtype is not None:
+            dtype = self.env.activation_dtype
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "input")
         self.graph.inputs.append(t)
         top.names[item.name] = t

@@ -9,7 +9,7 @@ import sympy as sp
 from symcost.cost.record import Cost
 from symcost.errors import SymcostError, source_line, suggest
 from symcost.lang import syntax as S
-from symcost.model.dims import dims_equal, fmt_shape, is_bad_size
+from symcost.model.dims import DType, dims_equal, fmt_shape, is_bad_size
 from symcost.model.graph import BlockNode, OpNode, Param, Tensor
 from symcost.model.scope import Ctx, Scope
 from symcost.ops.registry import OPS, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel, usage
@@ -207,7 +207,8 @@ class Calls:
         return parallel
 
     def _outputs(self, rule, st, views: dict, inputs: list, ctx: Ctx, path: str, out_sharded: bool):
-        floating = next((t.dtype for t in inputs if t.dtype.floating), None)
+        # the first floating-point activation's dtype (never a parameter's: quantized weights are dequantized)
+        floating = next((t.dtype for t in inputs if t.dtype.floating and not t.is_param), None)
         outputs, out_map = [], {}
         for i, out in enumerate(rule.outputs):
             name = st.targets[i].id if i < len(st.targets) else f"{path}#{i}"
@@ -217,7 +218,7 @@ class Calls:
                 read = base.read_bytes if out.expand else numel(out.shape) * dtype.nbytes
                 t = Tensor(name, tuple(out.shape), dtype, base.storage, read, False, base.sharded)
             else:
-                dtype = out.dtype or floating or self.env.default_dtype
+                dtype = out.dtype or floating or self.env.activation_dtype or self.env.default_dtype
                 t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output", sharded=out_sharded,
                                      tags=ctx.tags)
             outputs.append(t)
@@ -232,13 +233,22 @@ class Calls:
             active = None if ctx.param_mult is None else ctx.mult
             sharded = parallel in ("column", "table") or (parallel == "row" and np_.name != "bias")
             axis = (1 if parallel == "row" else 0) if sharded else None
-            param = Param(f"{path}.{np_.name}", tuple(np_.shape), self.env.default_dtype, ctx.params, call.loc, active,
-                          sharded, axis)
+            dtype = self._param_dtype(np_.shape, rule.quantizable, ctx.tags)
+            param = Param(f"{path}.{np_.name}", tuple(np_.shape), dtype, ctx.params, call.loc, active, sharded, axis)
             self.graph.params.append(param)
             created.append(param)
         if parallel in ("column", "table"):
             self._shard_declared(inputs)
         return created
+
+    def _param_dtype(self, shape, of_linear: bool, tags) -> DType:
+        """A parameter's dtype: --weights for the matrices --quantize selects, the model's otherwise."""
+        env = self.env
+        if env.weight_dtype is None or len(shape) < 2:
+            return env.default_dtype
+        chosen = env.quantize == "matrices" or (of_linear and (env.quantize == "linear" or any(
+            t.startswith("repeat:") for t in tags)))
+        return env.weight_dtype if chosen else env.default_dtype
 
     def _shard_declared(self, inputs: list) -> None:
         for t in inputs:
@@ -279,7 +289,8 @@ class Calls:
                 weight_reads = sp.Add(*(t.read_bytes * share for t in inputs if t.is_param)) + param_bytes * share
                 reads = sp.Add(*(t.read_bytes for t in inputs if not t.is_param)) + weight_reads
             else:  # the rule says what it reads; a None entry for the table means "the rows of the output"
-                rows = outputs[0].nbytes
+                table = next((x for x in inputs if x.is_param), None)  # rows read in the table's own dtype
+                rows = outputs[0].nbytes if table is None else numel(outputs[0].shape) * table.dtype.nbytes
                 reads = sp.Add(*(rows if n is None else n for x, n in rule.reads if x is not None or n is None))
             io = reads + sp.Add(*(t.nbytes for t in written))
         # the traffic of sharded tensors and weights, which tensor parallelism divides among the devices

@@ -71,6 +71,7 @@ class Build:
 
     phase: str = "train"
     cache_len: sp.Expr | None = None  # c, the tokens held in the cache, when decoding
+    cache_dtype: DType | None = None  # the KV cache's dtype (--kv); None: the cached tensor's own
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +132,7 @@ class Rule:
     causal: bool = False  # a product of which a causal mask keeps half (--causal half)
     caches: bool = False  # keeps keys or values for later tokens (--phase decode needs one)
     as_product: Cost | None = None  # a lookup's cost counted as a one-hot product (--embedding-flops matmul)
+    quantizable: bool = False  # its weight matrices are what weight-only quantization stores in --weights
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None, parall
     if bias:
         params = (*params, NewParam("bias", (n,)))
         cost = cost + elementwise(m * n, *ADD)
-    return Rule((Out((*x.shape[:-1], n)),), params, cost, saves=(x,), parallel=parallel)
+    return Rule((Out((*x.shape[:-1], n)),), params, cost, saves=(x,), parallel=parallel, quantizable=True)
 
 
 @op
@@ -522,11 +524,13 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
     """Keys or values kept for later tokens, [.., s, d] along `axis`. Train: the identity. Prefill: the s new
     entries are written to the cache. Decode (s = 1): the new entry is appended and all c cached entries are
     read, so the result is [.., c, d]. A sliding `window` w keeps the last w − 1 entries (the next token attends
-    to them and itself: w in all), as transformers' sliding-window cache does; decode reads min(c, w)."""
+    to them and itself: w in all), as transformers' sliding-window cache does; decode reads min(c, w). The cache
+    holds its entries in the build's cache dtype (--kv), else in x's own."""
     ax = _axis(x, axis, "cache")
     if window is not None and is_bad_size(window):
         raise SymcostError(f"cache: a window must be a positive integer, not {window}")
-    per_entry = numel(x.shape) / x.shape[ax] * x.dtype.nbytes
+    dtype = build.cache_dtype or x.dtype
+    per_entry = numel(x.shape) / x.shape[ax] * dtype.nbytes
     if build.phase == "train":
         return Rule((Out(x.shape, view_of=x),), caches=True)
     if build.phase == "prefill":
@@ -536,9 +540,9 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
     seen = build.cache_len if window is None else sp.Min(build.cache_len, window)
     kept = build.cache_len if window is None else sp.Min(build.cache_len, window - 1)
     shape = (*x.shape[:ax], seen, *x.shape[ax + 1 :])
-    # write the new entry; the consumers of the result read all the cached ones
-    return Rule((Out(shape, view_of=x),), cost=Cost(cache_bytes=kept * per_entry, io_bytes=x.numel * x.dtype.nbytes),
-                caches=True)
+    # write the new entry; the consumers of the result read all the cached ones, in the cache's dtype
+    return Rule((Out(shape, dtype=build.cache_dtype, view_of=x),),
+                cost=Cost(cache_bytes=kept * per_entry, io_bytes=x.numel * dtype.nbytes), caches=True)
 
 
 # ---- losses -------------------------------------------------------------------------------------

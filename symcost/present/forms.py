@@ -56,7 +56,8 @@ class Forms:
                 return groups
         return self._join([self._term_text(t) for t in self.terms(expr)])
 
-    def _collect(self, expr, syms) -> str | None:
+    def _buckets(self, expr, syms) -> dict | None:
+        """Terms grouped by their powers of `syms` (L·(12h² + 13h) + …), or None when nothing groups."""
         buckets: dict[sp.Expr, list] = {}
         for t in self.terms(expr):
             key = sp.Integer(1)
@@ -65,11 +66,16 @@ class Forms:
                 if e:
                     key *= s**e
             buckets.setdefault(key, []).append(t / key)
-        if len(buckets) == 1 and sp.Integer(1) in buckets:
+        if not buckets or (len(buckets) == 1 and sp.Integer(1) in buckets):
+            return None
+        return {key: sorted(inner, key=self._key) for key, inner in buckets.items()}
+
+    def _collect(self, expr, syms) -> str | None:
+        buckets = self._buckets(expr, syms)
+        if buckets is None:
             return None
         parts = []
-        for key, inner in buckets.items():
-            inner_terms = sorted(inner, key=self._key)
+        for key, inner_terms in buckets.items():
             if key == 1:
                 parts.extend(self._term_text(t) for t in inner_terms)
             elif len(inner_terms) == 1:
@@ -117,30 +123,19 @@ class Forms:
 
     def latex_terms(self, expr: sp.Expr, collect: tuple = ()) -> list[str]:
         """The TeX of each displayed term (grouped by the `collect` symbols), in display order."""
-        terms = self.terms(expr)
-        if not terms:
-            return []
-        if collect:
-            buckets: dict[sp.Expr, list] = {}
-            for t in terms:
-                key = sp.Integer(1)
-                for s in collect:
-                    e = t.as_powers_dict().get(s, 0)
-                    if e:
-                        key *= s**e
-                buckets.setdefault(key, []).append(t / key)
-            if not (len(buckets) == 1 and sp.Integer(1) in buckets):
-                parts = []
-                for key, inner in buckets.items():
-                    if key == 1:
-                        parts.extend(self._term_tex(t) for t in inner)
-                    elif len(inner) == 1:
-                        parts.append(self._term_tex(key * inner[0]))
-                    else:
-                        inside = self._join_tex([self._term_tex(t) for t in inner])
-                        parts.append(f"{self._term_tex(key)} \\left({inside}\\right)")
-                return parts
-        return [self._term_tex(t) for t in terms]
+        buckets = self._buckets(expr, collect) if collect else None
+        if buckets is None:
+            return [self._term_tex(t) for t in self.terms(expr)]
+        parts = []
+        for key, inner in buckets.items():
+            if key == 1:
+                parts.extend(self._term_tex(t) for t in inner)
+            elif len(inner) == 1:
+                parts.append(self._term_tex(key * inner[0]))
+            else:
+                inside = self._join_tex([self._term_tex(t) for t in inner])
+                parts.append(f"{self._term_tex(key)} \\left({inside}\\right)")
+        return parts
 
     @staticmethod
     def _join_tex(parts: list[str]) -> str:

@@ -59,10 +59,25 @@ def conventions(analysis) -> dict:
         "other_flops": req.other_flops,
         "embedding_flops": req.embedding_flops,
         "dtype": dt.name,
-        "dtype_bytes": int(dt.nbytes) if dt.nbytes.is_Integer else str(dt.nbytes),
+        "dtype_bytes": number(dt.nbytes),
+        "dtypes": dtypes(env.roles),
+        "memory_reserve": {"fraction": number(req.reserve or 0), "bytes": req.reserve_bytes or 0},
+        "efficiency": {"flops": number(req.flops_efficiency or 1), "bandwidth": number(req.bandwidth_efficiency or 1)},
         "activations": "bytes of every distinct storage saved for backward, counted once",
         "keep": list(req.keep),
     }
+
+
+def dtypes(roles) -> dict:
+    """The dtype of each role with its bytes per element (a fraction for sub-byte and group-quantized types)."""
+    def entry(dt, given: bool) -> dict:
+        return {"dtype": dt.name, "bytes": number(dt.nbytes), "bits": number(dt.bits), "given": given}
+
+    weights = entry(roles.weights, roles.weights_given)
+    weights.update(quantize=roles.quantize if roles.weights_given else None, group=roles.weights.group,
+                   scale=roles.weights.scale, zero_point=roles.weights.zero_point)
+    return {"model": entry(roles.model, True), "activations": entry(roles.activations, roles.activations_given),
+            "weights": weights, "kv_cache": entry(roles.kv, roles.kv_given)}
 
 
 def document(analysis, values) -> dict:
@@ -107,9 +122,66 @@ def document(analysis, values) -> dict:
                          "fields": resolved.fields.as_json(), "null_dims": list(resolved.unset)}
     if analysis.training is not None:
         doc["training"] = training(analysis, values)
+    from symcost.present.fit import memory_shown
+
+    if memory_shown(analysis):
+        doc["memory"] = memory(analysis, values)
     if analysis.summary is not None:
         doc["device"] = device(analysis, values)
+    if analysis.serving is not None:
+        doc["serving"] = serving(analysis, values)
     return doc
+
+
+def serving(analysis, values) -> dict:
+    """Serving end to end (docs/json.md): closed forms of the decode step in c, their sums, and the times."""
+    sv = analysis.serving
+    active = values.evaluator.active
+    v = sv.values(values.evaluator) if active else None
+    sums = sv.work_sums or {}
+
+    def get(key):
+        return None if v is None else number(v[key])
+
+    return {
+        "generate": sv.generate,
+        "decode_steps": sv.steps,
+        "cache_range": None if v is None or not sv.steps else [v["first_c"], v["last_c"]],
+        "ttft_s": {"expr": str(sv.ttft), "value": get("ttft")},
+        "step": {name: {"amount": str(amount), "rate": number(rate),
+                        "sum": None if name not in sums else metric(sums[name], values)}
+                 for name, (amount, rate) in sv.work.items()},
+        "crossovers": [{"terms": list(k), "c": {"expr": str(e), "value": number(values(e)) if active else None}}
+                       for k, e in sv.crossovers.items()],
+        "regimes": None if v is None else [{"from": a, "to": b, "bound": name} for a, b, name in v["segments"]],
+        "decode_time_s": get("decode_time"),
+        "tpot_s": None if v is None or v["tpot"] is None else number(v["tpot"]),
+        "latency_s": get("latency"),
+        "tokens_per_s": get("tokens_per_s"),
+        "decode_tokens_per_s": get("decode_tokens_per_s"),
+        "tokens_per_s_per_device": get("tokens_per_s_per_device"),
+        "kv_cache_end": metric(sv.kv_end, values),
+        "memory_end": None if sv.memory_end is None else metric(sv.memory_end, values),
+        "notes": list(sv.notes),
+    }
+
+
+def memory(analysis, values) -> dict:
+    """Memory per device (docs/json.md): parts, reserve, total, and against the device's capacity."""
+    m = analysis.memory
+    active = values.evaluator.active
+    headroom = m.headroom
+    return {
+        "parts": {name: metric(expr, values) for name, expr in m.parts.items()},
+        "used": metric(m.used, values),
+        "reserve_fraction": number(m.reserve_fraction),
+        "reserve_bytes": number(m.reserve_bytes),
+        "total": metric(m.total, values),
+        "capacity": None if m.capacity is None else number(m.capacity),
+        "headroom": None if headroom is None else metric(headroom, values),
+        "fits": m.fits(values.evaluator) if active else None,
+        "notes": list(m.notes),
+    }
 
 
 def training(analysis, values) -> dict:

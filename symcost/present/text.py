@@ -31,13 +31,49 @@ def conventions_line(analysis) -> str:
     from symcost.settings import header_parts
 
     req = analysis.request
-    dt = analysis.env.default_dtype
     parts = header_parts(req)
     parts.insert(1, CONVENTION_TEXT[req.flops])
-    parts.insert(2, f"default dtype {dt.name} ({dt.nbytes} bytes)")
+    parts[2:2] = dtype_parts(analysis.env.roles)
     if req.phase == "train":
         parts.append("activations: tensors saved for backward, each once")
+    if req.reserve is not None or req.reserve_bytes is not None:
+        parts.append("memory reserve " + " + ".join(
+            ([f"{units.percent(req.reserve)} for fragmentation"] if req.reserve is not None else [])
+            + ([f"{units.quantity(req.reserve_bytes, 'B')} for the framework"] if req.reserve_bytes is not None
+               else [])))
+    for name, what in (("flops_efficiency", "peak FLOP/s"), ("bandwidth_efficiency", "memory bandwidth")):
+        if getattr(req, name) is not None:
+            parts.append(f"{units.percent(getattr(req, name))} of {what} achieved")
     return " · ".join(parts)
+
+
+QUANTIZED = {"layers": "the linear layers of repeated blocks", "linear": "every linear layer",
+             "matrices": "every parameter matrix"}
+
+
+def _a(name: str) -> str:
+    """A dtype name with its article, as it is read aloud: a bf16, an fp16, an int4, an nf4."""
+    return ("an " if name[:1].lower() in "aefhilmnorsx" else "a ") + name
+
+
+def dtype_parts(roles) -> list[str]:
+    """The dtypes in the header: the default, and the activations', quantized weights' and KV cache's when set."""
+    def sized(dt) -> str:
+        return f"{dt.name} ({units.element_size(dt.nbytes)})"
+
+    parts = [f"default dtype {sized(roles.model)}"]
+    if roles.activations_given:
+        parts.append(f"activations {sized(roles.activations)}")
+    if roles.weights_given:
+        w = roles.weights
+        size = units.element_size(w.nbytes)
+        if w.group is not None:
+            extra = f"{_a(w.scale)} scale" + (f" and {_a(w.zero_point)} zero point" if w.zero_point else "")
+            size += f": {extra} per {w.group} weights"
+        parts.append(f"weights {w.name} ({size}) in {QUANTIZED[roles.quantize]}")
+    if roles.kv_given:
+        parts.append(f"KV cache {sized(roles.kv)}")
+    return parts
 
 
 class _Writer:
@@ -96,7 +132,10 @@ def render(analysis, values, explain: bool = False, width: int | None = None) ->
     w.lines.append("")
     w.lines.append("Whole model")
     metric_rows(report.totals, report.repeat_symbols)
-    for section in (training_section(analysis, values, forms), device_section(analysis, values, forms)):
+    from symcost.present.fit import memory_section, serving_section
+
+    for section in (training_section(analysis, values, forms), memory_section(analysis, values, forms, w.width),
+                    device_section(analysis, values, forms), serving_section(analysis, values, forms, w.width)):
         if section:
             w.lines += ["", section.rstrip("\n")]
     return "\n".join(w.lines) + "\n"

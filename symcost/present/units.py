@@ -135,6 +135,31 @@ def integer(value) -> str:
     return f"{value:,}"
 
 
+def element_size(nbytes) -> str:
+    """Bytes per element of a dtype: '2 bytes', '1 byte', '4 bits', '4.125 bits' (exact when it terminates)."""
+    x = exact(nbytes)
+    if x is None:
+        return f"{nbytes} bytes"
+    if x.denominator == 1:
+        return f"{x.numerator} byte" + ("" if x.numerator == 1 else "s")
+    bits = x * 8
+    return f"{terminating(bits)} bit" + ("" if bits == 1 else "s")
+
+
+def terminating(x: Fraction) -> str:
+    """A fraction whose decimal expansion ends (denominator 2^i·5^j) written out in full; others to 4 digits."""
+    q = x.denominator
+    for p in (2, 5):
+        while q % p == 0:
+            q //= p
+    if q != 1 or x.denominator > 10**12:
+        return _digits(x)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        text = format(Decimal(x.numerator) / Decimal(x.denominator), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def percent(value) -> str:
     x = exact(value)
     return "" if x is None else f"{_digits(x * 100, 3)}%"

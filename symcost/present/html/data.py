@@ -67,7 +67,7 @@ def page_data(analysis, values: dict, devices=(), device: str | None = None, tit
     forms = forms_for(report)
     g = report.graph
     free = [d for d in report.env.dims.values() if d.definition is None]
-    dtype = report.env.default_dtype.name
+    dtype = report.env.roles.compute.name
     data = {
         "title": title or (f"{g.title} ({g.name})" if g.title else g.name),
         "subtitle": f"closed forms derived from {g.file}",
