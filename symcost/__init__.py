@@ -1,6 +1,6 @@
 """symcost: closed-form costs of neural networks, derived from tensor-shape specs.
 
-The public API (docs/api.md): `derive` returns an `Analysis` of closed forms; `Analysis.at(...)` exact values;
+The public API (docs/api.md): `derive` returns an `Analysis` of closed forms; `Analysis.at(...)` exact values; `sweep` every metric over a grid;
 `compare`, `presets`, `devices` and `ops` answer the other questions the command line does.
 """
 __version__ = "0.1.0"
@@ -10,6 +10,8 @@ _LAZY = {
     "solve": ("symcost.api", "solve"),
     "Analysis": ("symcost.api", "Analysis"),
     "Values": ("symcost.api", "Values"),
+    "sweep": ("symcost.analysis.sweep", "sweep"),
+    "Table": ("symcost.analysis.table", "Table"),
     "SymcostError": ("symcost.errors", "SymcostError"),
     "render": ("symcost.present", "render"),
 }

@@ -117,6 +117,11 @@ class Analysis:
         return self.report.totals
 
     @property
+    def frozen_params(self) -> sp.Expr:
+        """Parameters counted in `params` that get no gradient or optimizer state (`param w: [..] frozen`)."""
+        return self.report.frozen_params
+
+    @property
     def blocks(self) -> dict:
         """Per instance of each block, path → (repeat count, metrics)."""
         return {b.path: b for b in self.report.blocks}
@@ -183,7 +188,8 @@ class Analysis:
         from symcost.analysis.training import dp_communication_bytes
 
         return self._once("dp_comm", lambda: sp.expand(dp_communication_bytes(
-            self.report.totals["params"], self.precision, self.request.zero, self.dp)))
+            self.report.totals["params"], self.precision, self.request.zero, self.dp,
+            frozen=self.report.frozen_params)))
 
     @property
     def device(self):

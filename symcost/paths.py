@@ -77,3 +77,15 @@ def resolve_spec(text: str) -> Path:
     stem = text[: -len(".arch")] if text.endswith(".arch") else text
     found = find("", stem, ".arch")
     return found if found is not None else path
+
+
+def shareable(path) -> str:
+    """A spec's path fit to print in a file meant to be shared: shipped specs as `specs/NAME.arch (shipped with
+    symcost)`, others relative to the working directory when under it, else the file name alone."""
+    p = Path(path).resolve()
+    for base, shown in ((shipped_dir().resolve(), "specs/{} (shipped with symcost)"), (Path.cwd().resolve(), "{}")):
+        try:
+            return shown.format(p.relative_to(base).as_posix())
+        except ValueError:
+            continue
+    return p.name

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from browser import launched
 from helpers import report_for, require_torch
 
 
@@ -19,3 +20,9 @@ def llama():
 def hf():
     """torch and transformers for the validation tests (skipped without them, a failure under CI=true)."""
     return require_torch()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium, launched once (skipped without it, a failure under CI=true)."""
+    yield from launched()

@@ -947,3 +947,116 @@ def known(problem: str) -> str | None:
 
 if __name__ == "__main__":
     _samples()
+
+
+# ---- syntax trees as Hypothesis strategies (the unparser's round trip) ------------------------------------------
+def keywords() -> frozenset:
+    """The words the grammar reserves: every literal terminal that looks like a name (dim, if, null, nograd, …)."""
+    g = grammar()
+    words = set(g.literal.values())
+    for t in g.terminals.values():  # BOOL, NOGRAD, FROZEN: small regex terminals of fixed words
+        if type(t.pattern).__name__ == "PatternRE" and "[" not in t.pattern.value:
+            words.update(w for w in re.findall(r"[A-Za-z_]+", t.pattern.value) if re.fullmatch(t.pattern.value, w))
+    return frozenset(w for w in words if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", w))
+
+
+def syntax_strategies():
+    """Hypothesis strategies for syntax trees: one per class of syntax.Expr, syntax.Stmt and syntax.Item (checked
+    complete against those unions), calls shaped by the op registry. Returns (exprs, stmts, items)."""
+    import typing
+
+    from hypothesis import strategies as st
+
+    from symcost.lang import syntax as S
+    from symcost.lang.parse import FUNCS
+
+    at = None  # locations do not take part in equality
+    reserved = keywords()
+    name = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True).filter(lambda n: n not in reserved)
+    text = st.text(st.characters(blacklist_characters='"\n', blacklist_categories=("Cs",)), max_size=6).filter(
+        str.isprintable)  # the parser refuses control characters in strings
+    number = st.one_of(st.integers(0, 10**6).map(str), st.tuples(st.integers(0, 99), st.integers(0, 99)).map(
+        lambda p: f"{p[0]}.{p[1]}"))
+    leaves = {
+        S.Num: number.map(lambda v: S.Num(v, at)),
+        S.Name: name.map(lambda n: S.Name(n, at)),
+        S.Bool: st.booleans().map(lambda v: S.Bool(v, at)),
+        S.Str: text.map(lambda v: S.Str(v, at)),
+        S.Null: st.just(S.Null(at)),
+    }
+
+    def extend(inner):
+        binary = lambda cls, ops: st.builds(lambda o, a, b: cls(o, a, b, at), st.sampled_from(ops), inner, inner)  # noqa: E731
+        one_arg = st.builds(lambda f, a: S.Func(f, (a,), at), st.sampled_from([f for f in FUNCS if f in ("floor", "ceil")]), inner)
+        many = st.builds(lambda f, a: S.Func(f, tuple(a), at), st.sampled_from([f for f in FUNCS if f in ("min", "max")]),
+                         st.lists(inner, min_size=1, max_size=3))
+        return {
+            S.BinOp: binary(S.BinOp, ["+", "-", "*", "/", "^"]),
+            S.Neg: inner.map(lambda a: S.Neg(a, at)),
+            S.Func: st.one_of(one_arg, many),
+            S.ListLit: st.lists(inner, max_size=3).map(lambda xs: S.ListLit(tuple(xs), at)),
+            S.Compare: binary(S.Compare, list(S.COMPARISONS)),
+            S.BoolOp: binary(S.BoolOp, ["and", "or"]),
+            S.Not: inner.map(lambda a: S.Not(a, at)),
+            S.IfExpr: st.builds(lambda c, x, y: S.IfExpr(c, x, y, at), inner, inner, inner),
+        }
+
+    missing = set(typing.get_args(S.Expr)) - set(leaves) - set(extend(st.nothing()))
+    assert not missing, f"no strategy for expression nodes {missing}"
+    exprs = st.recursive(st.one_of(*leaves.values()), lambda inner: st.one_of(*extend(inner).values()), max_leaves=10)
+
+    ops = op_registry()
+
+    def call_for(op_name):
+        params = [p for p in ops[op_name].signature.parameters.values() if p.name != "build"]
+        positional = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        keywords_ = [p.name for p in params if p.kind is not p.VAR_POSITIONAL]
+        kwargs = st.lists(st.sampled_from(keywords_), unique=True, max_size=min(3, len(keywords_))) if keywords_ else st.just([])
+        return st.builds(
+            lambda args, kws, vals: S.Call(op_name, tuple(args), tuple(S.Kwarg(k, v, at) for k, v in zip(kws, vals)), at),
+            st.lists(exprs, max_size=max(1, len(positional))), kwargs, st.lists(exprs, min_size=3, max_size=3))
+
+    calls = st.one_of(st.sampled_from(sorted(ops)).flatmap(call_for),
+                      st.builds(lambda n, a: S.Call(n, tuple(a), (), at), name, st.lists(exprs, max_size=3)))
+    targets = st.lists(name, min_size=1, max_size=3).map(lambda ns: tuple(S.Name(n, at) for n in ns))
+    tensor_type = st.builds(lambda d, shape: S.TensorType(d, tuple(shape), at),
+                            st.one_of(st.none(), st.sampled_from(DTYPES)), st.lists(exprs, max_size=3))
+    doc = st.one_of(st.none(), text)
+    param_decl = st.builds(lambda n, t, d, f: S.ParamDecl(n, t, d, at, f), name, tensor_type, doc, st.booleans())
+
+    def statements(body):
+        block = st.lists(body, max_size=3).map(tuple)
+        branch = st.lists(st.one_of(body, param_decl), max_size=3).map(tuple)
+        return {
+            S.Assign: st.builds(lambda t, c: S.Assign(t, c, at), targets, calls),
+            S.Repeat: st.builds(lambda c, b, p: S.Repeat(c, b, at, tuple(S.Name(k, at) for k in p)), exprs, block,
+                                st.lists(name, unique=True, max_size=3)),
+            S.Experts: st.builds(lambda c, k, b: S.Experts(c, k, b, at), exprs, exprs, block),
+            S.Fused: block.map(lambda b: S.Fused(b, at)),
+            S.If: st.builds(lambda c, t, e: S.If(c, t, e, at), exprs, branch, branch),
+            S.Return: st.lists(name, min_size=1, max_size=3).map(lambda ns: S.Return(tuple(S.Name(n, at) for n in ns), at)),
+        }
+
+    missing = set(typing.get_args(S.Stmt)) - set(statements(st.nothing()))
+    assert not missing, f"no strategy for statements {missing}"
+    stmts = st.recursive(st.one_of(*(v for k, v in statements(st.nothing()).items() if k in (S.Assign, S.Return))),
+                         lambda inner: st.one_of(*statements(inner).values()), max_leaves=6)
+    block_param = st.one_of(
+        st.builds(lambda n, t: S.BlockParam(n, "tensor", t, at), name, st.one_of(st.none(), tensor_type)),
+        st.builds(lambda n, k: S.BlockParam(n, k, None, at), name, st.sampled_from(["dim", "bool"])))
+    declarations = {
+        S.ModelDecl: st.builds(lambda n, d: S.ModelDecl(n, d, at), name, doc),
+        S.Include: text.map(lambda p: S.Include(p, at)),
+        S.DimDecl: st.builds(lambda n, v, d, t: S.DimDecl(n, v, d, t, at), name, st.one_of(st.none(), exprs), doc, doc),
+        S.DtypeDecl: st.builds(lambda n, v, d: S.DtypeDecl(n, v, d, at), name, exprs, doc),
+        S.DefaultDtype: name.map(lambda n: S.DefaultDtype(n, at)),
+        S.OptionDecl: st.builds(lambda n, v, d: S.OptionDecl(n, v, d, at), name, st.booleans(), doc),
+        S.InputDecl: st.builds(lambda n, t, d, g: S.InputDecl(n, t, d, at, g), name, tensor_type, doc, st.booleans()),
+        S.ParamDecl: param_decl,
+        S.BlockDef: st.builds(lambda n, ps, b: S.BlockDef(n, tuple(ps), tuple(b), at), name,
+                              st.lists(block_param, max_size=3, unique_by=lambda p: p.name), st.lists(stmts, max_size=3)),
+    }
+    missing = set(typing.get_args(S.Item)) - set(declarations) - set(typing.get_args(S.Stmt))
+    assert not missing, f"no strategy for items {missing}"
+    items = st.lists(st.one_of(*declarations.values(), stmts), max_size=6).map(tuple)
+    return exprs, stmts, items

@@ -176,5 +176,7 @@ def test_readme_test_command_is_what_ci_runs():
     commands = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
     assert len(commands) == 2
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == commands[1]
+    shown = commands[1].splitlines()  # set-up (a browser, the pinned versions), then the test command
+    assert ci[-len(shown):] == shown and ci[-1] == shown[-1] == "python3 -m pytest"
+    assert "-c constraints/ci.txt" in shown[-2] and "chromium" in shown[0]
     assert commands[0].endswith("symcost derive specs/llama.arch")

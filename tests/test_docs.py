@@ -48,3 +48,13 @@ def test_api_examples_run():
     result = doctest.testfile(str(ROOT / "docs" / "api.md"), module_relative=False,
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 10 and result.failed == 0
+
+
+def test_an_error_block_shows_standard_error(tmp_path, monkeypatch):
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- output: ops nosuchop ; expect=2 -->\n```text\nstale\n```\n")
+    text, stale = TOOL.update(doc)
+    assert stale == ["ops nosuchop ; expect=2"] and "error: " in text and "nosuchop" in text
+    doc.write_text("<!-- output: ops linear ; expect=2 -->\n```text\nstale\n```\n")
+    with pytest.raises(RuntimeError, match="status 2"):
+        TOOL.update(doc)

@@ -100,10 +100,10 @@ def test_nested_fields_and_spellings():
     ("eval(x)", {"x": 1}, r"unknown function 'eval'"),
     ('__import__("os")', {}, r"unknown function '__import__'"),
     ("int(x)", {"x": 1.5}, r"unknown function 'int'"),
-    ("x.y", {"x": 1}, r"cannot be parsed"),
-    ("x[0]", {"x": [1]}, r"cannot be parsed"),
+    ("x.y", {"x": 1}, r"unexpected character"),
+    ("x[0]", {"x": [1]}, r"unexpected"),
     ("floor(x)", {"x": "12"}, r"floor\(\) takes numbers"),
-    ("x if y else z", {}, r"cannot be parsed|unexpected"),
+    ("x if y else z", {}, r"unexpected"),
     ("(" * 3000 + "1" + ")" * 3000, {}, r"too long|nests too deeply"),
 ])
 def test_hostile_rules_are_clear_errors(text, config, message):

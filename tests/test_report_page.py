@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import shutil
-import time
 from fractions import Fraction
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import sympy as sp
+
+from browser import keep, unavailable
 
 from symcost.cost.accounting import derive_file
 from symcost.analysis.hardware import load_device
@@ -25,10 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LLAMA_7B = {"a": 32, "b": 1, "s": 4096, "h": 4096, "kv": 32, "f": 11008, "L": 32, "V": 32000}
 DEVICES = ("h100-sxm", "a100-80gb", "rtx-4090")
 HOSTILE = "</script><img src=x onerror=alert(1)> & \"quotes\" 'single' <!-- \x00\x07\x1b\x7f\x85 \u2028 \ud800 end"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
-TIMINGS: dict[str, float] = {}
 
 
 # ---- a reference evaluator of trees, in Python -----------------------------------------------------------
@@ -65,7 +60,7 @@ def exact_string(v) -> str:
 
 def device_env(device: dict) -> dict:
     return {"peak": Fraction(device["peak"]), "bandwidth": Fraction(device["bandwidth"]),
-            "memory": Fraction(device["memory"])}
+            "memory": Fraction(device["memory"]), "link": Fraction(device["link"])}
 
 
 # ---- to_tree -----------------------------------------------------------------------------------------------
@@ -217,67 +212,29 @@ def test_contract_errors(report_data, patch, message):
 
 
 # ---- the page in a browser -------------------------------------------------------------------------------
-def _unavailable(reason: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but the browser tests cannot run: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _chromium() -> str | None:
-    env = os.environ.get("SYMCOST_CHROMIUM")
-    for cand in ([env] if env else [shutil.which("chromium"), "/usr/bin/chromium"]):
-        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
 def test_missing_browser_skips_but_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        _unavailable("no chromium")
+        unavailable("no chromium")
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception, match="no chromium"):
-        _unavailable("no chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Python package 'playwright' is not installed (pip install playwright==1.65.2)")
-    exe = _chromium()
-    if exe is None:
-        _unavailable("no chromium at $SYMCOST_CHROMIUM, on PATH or at /usr/bin/chromium (apt-get install chromium)")
-    t0 = time.perf_counter()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        TIMINGS["launch"] = time.perf_counter() - t0
-        try:
-            yield b
-        finally:
-            b.close()
-            print(f"\nreport page timings (s): { {k: round(v, 2) for k, v in TIMINGS.items()} }")
+        unavailable("no chromium")
 
 
 @pytest.fixture
 def opened(browser, report_data, tmp_path):
     """The report page opened from file://, with console errors, page errors and requests logged."""
     path = tmp_path / "report.html"
-    t0 = time.perf_counter()
     path.write_text(render(report_data), encoding="utf-8")
-    TIMINGS["render"] = time.perf_counter() - t0
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     log = {"requests": [], "errors": []}
     page.on("request", lambda r: log["requests"].append(r.url))
     page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: log["errors"].append(str(e)))
-    t0 = time.perf_counter()
     page.goto(path.as_uri(), wait_until="load")
     page.wait_for_selector("body[data-ready='1']", timeout=15_000)
     page.evaluate("document.fonts.ready.then(() => true)")
-    TIMINGS["load"] = time.perf_counter() - t0
     try:
         yield page, log, path
     finally:
@@ -326,7 +283,6 @@ def check_numbers(page, data: dict, dims: dict, device: str) -> int:
 
 def test_page_offline_exact_and_interactive(opened, report_data, tmp_path):
     page, log, path = opened
-    t0 = time.perf_counter()
     n_tex = page.locator(".tex").count()
     assert n_tex > 40 and page.locator(".tex .katex").count() == n_tex
     assert page.locator(".katex-error").count() == 0
@@ -376,12 +332,11 @@ def test_page_offline_exact_and_interactive(opened, report_data, tmp_path):
     check_numbers(page, report_data, dims, "a100-80gb")
     assert page.locator("#roofline-svg circle").first.get_attribute("cx") != roof0
     assert "does not fit" in page.locator("#memory-status").inner_text()
-    TIMINGS["checks"] = time.perf_counter() - t0
 
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
-    _keep(shot, "report-desktop.png")
+    keep(shot, "report-desktop.png")
 
 
 def test_page_accessible_and_responsive(opened, report_data, tmp_path):
@@ -401,7 +356,7 @@ def test_page_accessible_and_responsive(opened, report_data, tmp_path):
     assert page.evaluate("window.symcostReport.evaluate({f: 'mul', a: [{s: 'x'}, {n: '1/3'}]}, {x: '10'})") == "10/3"
     shot = tmp_path / "phone.png"
     page.screenshot(path=str(shot), full_page=True)
-    _keep(shot, "report-phone.png")
+    keep(shot, "report-phone.png")
 
 
 def assert_bar_proportions(page, data: dict, dims: dict) -> None:
@@ -413,10 +368,3 @@ def assert_bar_proportions(page, data: dict, dims: dict) -> None:
     assert set(widths) == set(values)
     for k in values:
         assert widths[k] / sum(widths.values()) == pytest.approx(float(values[k] / sum(values.values())), abs=2e-3)
-
-
-def _keep(shot: Path, name: str) -> None:
-    target = os.environ.get("SYMCOST_SCREENSHOT_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(target) / name)

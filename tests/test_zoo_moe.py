@@ -192,7 +192,8 @@ def test_deepseek_kv_cache_is_the_compressed_latent_plus_the_rope_key():
         config, source = preset_config(name)
         res = resolve(config, source)
         graph = build(load(res.spec), options=res.options, phase="decode", dtype="fp8")  # 1 byte an element
-        per = Evaluator(graph.env, {**res.values, "L": 1, "b": 1, "c": 1})(derive(graph, "fma").totals["kv_cache_bytes"])
+        total = Evaluator(graph.env, {**res.values, "b": 1, "c": 1})(derive(graph, "fma").totals["kv_cache_bytes"])
+        per = total / res.values["L"]  # per layer (L = 1 would leave L − Ld < 0 MoE layers, which is refused)
         assert per == 576, name
 
 

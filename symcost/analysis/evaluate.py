@@ -101,6 +101,8 @@ class Evaluator:
                     shown = ", ".join(f"{s}={self.subs[s]}" for s in sorted(dim.definition.free_symbols, key=str))
                     raise SymcostError(f"{dim.name} = {dim.definition} is {v} at {shown}; it must be a positive integer", dim.loc)
             self.subs[dim.symbol] = v
+        for constraint in env.constraints:  # repeat counts that must come out whole (repeat L / 2: L even)
+            constraint.check(self.subs)
 
     @property
     def active(self) -> bool:

@@ -430,12 +430,15 @@ class Result(dict):
         super().__init__(values)
         self.exact: dict[str, dict[tuple[int, ...], int | Fraction]] = exact
         self._compiled, self._floats = compiled, floats
+        self._regs = None  # the float64 registers, run again once for objects()
 
     def objects(self, name: str):
         """An object array of exact ints (Fractions where not whole) at every point."""
         import numpy as np
 
-        parts = self._compiled._parts(self._floats, self._compiled.names.index(name), self[name].shape)
+        if self._regs is None:
+            self._regs = self._compiled.program.run(self._floats, float)
+        parts = self._compiled._parts(self._regs, self._floats, self._compiled.names.index(name), self[name].shape)
         out = np.asarray(np.frompyfunc(_exact_or_none, 3, 1)(*parts), dtype=object).reshape(self[name].shape)
         for index, v in self.exact[name].items():
             out[index] = v
@@ -548,12 +551,11 @@ class Compiled:
 
         return self.program.run(points, lambda v: np.array([v], dtype=object))
 
-    def _parts(self, floats: list, i: int, shape: tuple) -> tuple:
-        """W, N and D of metric i over the whole grid, in float64."""
+    def _parts(self, regs: list, floats: list, i: int, shape: tuple) -> tuple:
+        """W, N and D of metric i over the whole grid, in float64 (regs: the program run on `floats`)."""
         import numpy as np
 
         o = self.program.outputs[i]
-        regs = self.program.run(floats, float)
         grid = _grid(floats)
         return tuple(np.broadcast_to(regs[r] if r is not None else k, grid).reshape(shape)
                      for r, k in ((o.whole, 0.0), (o.num, 0.0), (o.den, 1.0)))

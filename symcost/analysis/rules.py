@@ -33,7 +33,7 @@ FUNCS = {
 
 def parse(text: str, file: str):
     """A rule's syntax tree."""
-    from symcost.analysis.rule_syntax import parse_expression
+    from symcost.lang.parse import parse_expression
 
     if len(text) > MAX_RULE_CHARS:
         raise SymcostError(f"{file}: a rule of {len(text)} characters is too long (at most {MAX_RULE_CHARS})")

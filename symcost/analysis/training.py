@@ -9,7 +9,8 @@ What is counted, per device, in bytes (1 GB = 10⁹ bytes when printed):
                     variance; AMSGrad adds the running maximum of the variance; SGD with momentum: one buffer)
 
 Ψ is the parameter count (`report.totals["params"]`, every expert of a mixture included: all of them are
-trained). Not counted: activations (`report.totals["activation_bytes"]`), the optimizer's step counter
+trained); gradients, master weights and optimizer states cover the trained ones, Ψ minus the frozen parameters
+(`param w: [..] frozen`, `report.frozen_params`). Not counted: activations (`report.totals["activation_bytes"]`), the optimizer's step counter
 (PyTorch keeps one scalar per parameter tensor), temporary buffers, communication buckets, allocator
 fragmentation, and partition padding.
 
@@ -151,6 +152,7 @@ class TrainingState:
     master_bytes: Expr  # part of optimizer_bytes: the fp32 master weights
     state_bytes: Expr  # part of optimizer_bytes: the optimizer states
     optimizer_bytes: Expr  # master_bytes + state_bytes
+    frozen: Expr = sp.Integer(0)  # parameters that get no gradient and no optimizer state (`param … frozen`)
 
     @property
     def total(self) -> Expr:
@@ -188,14 +190,18 @@ def training_state(
     optimizer: str = "adamw",
     zero: int = 0,
     dp: Expr | int | None = None,
+    frozen: Expr | int = 0,
 ) -> TrainingState:
-    """Per-device weight, gradient and optimizer bytes for `params` parameters.
+    """Per-device weight, gradient and optimizer bytes for `params` parameters, `frozen` of which are not trained
+    (they have weights but no gradients, master copy or optimizer states).
 
     precision: fp32 | mixed-bf16 | mixed-fp16 | bf16 | fp16 (or a `Precision`); optimizer: adam | adamw |
     adam-amsgrad | adamw-amsgrad | sgd-momentum | sgd | none; zero: ZeRO stage 0–3; dp: the data-parallel
     degree N_d (None: the symbol N_d; it only appears for stages ≥ 1).
     """
     psi = _expr(params)
+    frozen = _expr(frozen)
+    trained = psi - frozen
     prec = precision_policy(precision)
     k = optimizer_states(optimizer)
     stage = _stage(zero)
@@ -204,8 +210,8 @@ def training_state(
     def shard(x: Expr, on: bool) -> Expr:
         return x / n if on else x
 
-    master = shard(prec.master * psi, stage >= 1)
-    states = shard(k * prec.state * psi, stage >= 1)
+    master = shard(prec.master * trained, stage >= 1)
+    states = shard(k * prec.state * trained, stage >= 1)
     return TrainingState(
         params=psi,
         precision=prec,
@@ -214,16 +220,18 @@ def training_state(
         zero=stage,
         dp=n,
         weight_bytes=shard(prec.weight * psi, stage >= 3),
-        gradient_bytes=shard(prec.grad * psi, stage >= 2),
+        gradient_bytes=shard(prec.grad * trained, stage >= 2),
         master_bytes=master,
         state_bytes=states,
         optimizer_bytes=master + states,
+        frozen=frozen,
     )
 
 
 def training_state_for(report, **kwargs) -> TrainingState:
-    """`training_state` of a derived Report's parameter count (every expert of a mixture included)."""
-    return training_state(report.totals["params"], **kwargs)
+    """`training_state` of a derived Report's parameter count (every expert of a mixture included; frozen
+    parameters get no gradients or optimizer states)."""
+    return training_state(report.totals["params"], frozen=report.frozen_params, **kwargs)
 
 
 def dp_communication_bytes(
@@ -232,6 +240,7 @@ def dp_communication_bytes(
     zero: int = 0,
     dp: Expr | int | None = None,
     exact: bool = False,
+    frozen: Expr | int = 0,
 ) -> Expr:
     """Bytes each device sends per optimizer step for data parallelism (and receives as many).
 
@@ -245,15 +254,18 @@ def dp_communication_bytes(
     algorithm's volume (0 on one device). Gradient accumulation over micro-batches does not change it: the
     exchange happens once per optimizer step (ZeRO-3 gathers weights per micro-batch, so multiply its
     2Ψ·weight-bytes part by the micro-batch count). Time ≥ these bytes / per-direction link bandwidth.
+    Frozen parameters have no gradients and never change: only the trained Ψ − frozen are exchanged, except
+    in ZeRO-3's weight all-gathers, which fetch every weight.
     """
     psi = _expr(params)
+    trained = psi - _expr(frozen)
     prec = precision_policy(precision)
     stage = _stage(zero)
     n = dp_degree(dp)
     if stage == 3:
-        volume = 2 * psi * prec.weight + psi * prec.grad  # two weight all-gathers + a gradient reduce-scatter
+        volume = 2 * psi * prec.weight + trained * prec.grad  # two weight all-gathers + a gradient reduce-scatter
     else:
-        volume = 2 * psi * prec.grad  # reduce-scatter + all-gather
+        volume = 2 * trained * prec.grad  # reduce-scatter + all-gather
     return volume * (n - 1) / n if exact else volume
 
 

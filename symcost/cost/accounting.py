@@ -63,6 +63,7 @@ class Report:
     repeat_symbols: tuple = field(default=())
     settings: "Settings | None" = None
     streamed_weights: sp.Expr | None = None  # weight bytes one step must read (embedding rows, k of E experts)
+    frozen_params: sp.Expr = ZERO  # parameters held (in `params`) that get no gradient: `param w: [..] frozen`
 
     @property
     def env(self):
@@ -230,8 +231,9 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         for s in sorted(b.mult.free_symbols, key=lambda x: x.name):
             if s not in repeat_syms:
                 repeat_syms.append(s)
+    frozen = sum((n * p.mult for p, n in held if p.frozen), ZERO)
     return Report(graph, st.convention, totals, blocks, ops, st.keep, tuple(repeat_syms), st,
-                  canon(_streamed_weights(graph, costs)))
+                  canon(_streamed_weights(graph, costs)), canon(frozen))
 
 
 def _streamed_weights(graph: Graph, costs: dict) -> sp.Expr:

@@ -14,9 +14,10 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from symcost.lang import syntax as S
 from symcost.errors import Loc, SymcostError, register_source
 
-_FUNCS = ("min", "max")
+FUNCS = ("min", "max", "floor", "ceil")  # the functions an expression may call
 MAX_DIGITS = 40
-_READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string", "BOOL": "true or false"}
+_READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string", "BOOL": "true or false",
+             "COMPARE": "a comparison", "NOGRAD": "'nograd'", "FROZEN": "'frozen'"}
 
 
 def _grammar_text() -> str:
@@ -51,7 +52,7 @@ def _private_cache(grammar: str) -> str | bool:
 @functools.cache
 def _parser() -> Lark:
     grammar = _grammar_text()
-    options = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    options = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True, start=["start", "expression"])
     cache = _private_cache(grammar)
     if cache:
         try:
@@ -119,12 +120,38 @@ class _ToSyntax(Transformer):
 
     def func(self, meta, c):
         name = str(c[0])
-        if name not in _FUNCS:
+        if name not in FUNCS:
             raise SymcostError(
-                f"unknown function '{name}' in a dimension expression; only {', '.join(_FUNCS)} are allowed",
+                f"unknown function '{name}' in an expression; only {', '.join(FUNCS)} are allowed",
                 _tok_loc(self.file, c[0]),
             )
+        if name in ("floor", "ceil") and len(c) != 2:
+            raise SymcostError(f"{name} takes one argument, got {len(c) - 1}", self._l(meta))
         return S.Func(name, tuple(c[1:]), self._l(meta))
+
+    def string(self, meta, c):
+        return S.Str(str(c[0])[1:-1], self._l(meta))
+
+    def null(self, meta, c):
+        return S.Null(self._l(meta))
+
+    def compare(self, meta, c):
+        return S.Compare(str(c[1]), c[0], c[2], self._l(meta))
+
+    def and_(self, meta, c):
+        return S.BoolOp("and", c[0], c[1], self._l(meta))
+
+    def or_(self, meta, c):
+        return S.BoolOp("or", c[0], c[1], self._l(meta))
+
+    def not_(self, meta, c):
+        return S.Not(c[0], self._l(meta))
+
+    def conditional(self, meta, c):
+        return S.IfExpr(c[0], c[1], c[2], self._l(meta))
+
+    def expression(self, meta, c):
+        return c[0]
 
     def list(self, meta, c):
         return S.ListLit(tuple(x for x in c if x is not None), self._l(meta))
@@ -159,10 +186,10 @@ class _ToSyntax(Transformer):
         return S.OptionDecl(str(c[0]), str(c[1]) == "true", _string(c[2]), self._l(meta))
 
     def input_decl(self, meta, c):
-        return S.InputDecl(str(c[0]), c[1], _string(c[2]), self._l(meta))
+        return S.InputDecl(str(c[0]), c[1], _string(c[3]), self._l(meta), c[2] is not None)
 
     def param_decl(self, meta, c):
-        return S.ParamDecl(str(c[0]), c[1], _string(c[2]), self._l(meta))
+        return S.ParamDecl(str(c[0]), c[1], _string(c[3]), self._l(meta), c[2] is not None)
 
     def param_tensor_any(self, meta, c):
         return S.BlockParam(str(c[0]), "tensor", None, self._l(meta))
@@ -172,6 +199,10 @@ class _ToSyntax(Transformer):
 
     def param_dim(self, meta, c):
         return S.BlockParam(str(c[0]), "dim", None, self._l(meta))
+
+    def param_bool_tensor(self, meta, c):  # `m: bool[b, s]`: a tensor of dtype bool, not a boolean
+        shape = tuple(x for x in c[1:] if x is not None)
+        return S.BlockParam(str(c[0]), "tensor", S.TensorType("bool", shape, self._l(meta)), self._l(meta))
 
     def param_bool(self, meta, c):
         return S.BlockParam(str(c[0]), "bool", None, self._l(meta))
@@ -205,7 +236,17 @@ class _ToSyntax(Transformer):
         return S.Assign(targets, c[-1], self._l(meta))
 
     def repeat(self, meta, c):
-        return S.Repeat(c[0], tuple(c[1:]), self._l(meta))
+        kinds = c[1] or ()
+        seen = set()
+        for k in kinds:
+            if k.id in seen:
+                raise SymcostError(f"'{k.id}' appears twice in the pattern; a pattern names each kind once "
+                                   "(write the layer sequence with the body's if)", k.loc)
+            seen.add(k.id)
+        return S.Repeat(c[0], tuple(x for x in c[2:] if x is not None), self._l(meta), tuple(kinds))
+
+    def pattern(self, meta, c):
+        return tuple(S.Name(str(t), _tok_loc(self.file, t)) for t in c)
 
     def fused(self, meta, c):
         return S.Fused(tuple(c), self._l(meta))
@@ -213,20 +254,14 @@ class _ToSyntax(Transformer):
     def experts(self, meta, c):
         return S.Experts(c[0], c[1], tuple(c[2:]), self._l(meta))
 
-    def cond_name(self, meta, c):
-        return (str(c[0]), False, _tok_loc(self.file, c[0]))
-
-    def cond_not(self, meta, c):
-        return (str(c[0]), True, _tok_loc(self.file, c[1] if len(c) > 1 else c[0]))
-
     def else_branch(self, meta, c):
         return tuple(c)
 
     def if_stmt(self, meta, c):
-        (option, negated, at), rest = c[0], c[1:]
+        cond, rest = c[0], c[1:]
         orelse = rest[-1] if rest and isinstance(rest[-1], tuple) else ()
         then = tuple(x for x in rest if not isinstance(x, tuple) and x is not None)
-        return S.If(option, negated, then, orelse or (), self._l(meta), at)
+        return S.If(cond, then, orelse or (), self._l(meta))
 
     def return_stmt(self, meta, c):
         return S.Return(tuple(S.Name(str(t), _tok_loc(self.file, t)) for t in c), self._l(meta))
@@ -289,22 +324,34 @@ def _check_nesting(text: str, file: str) -> None:
 
 def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
     """Parse one file's text into syntax items (includes not yet resolved)."""
+    return _parse(text, file, "start")
+
+
+def parse_expression(text: str, file: str = "<expression>") -> S.Expr:
+    """Parse one expression on its own (`int_dim * 2`, `if(use_sliding_window, sliding_window, null)`, `a == "x"`)
+    into a syntax node, with the spec language's grammar; errors are located in `file`. Nothing is evaluated."""
+    return _parse(text, file, "expression")
+
+
+def _parse(text: str, file: str, start: str):
     register_source(file, text)
     _check_nesting(text, file)
     try:
-        tree = _parser().parse(text)
+        tree = _parser().parse(text, start=start)
     except RecursionError:
         raise _too_deep(text, file) from None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "end of file"
         raise SymcostError(f"unexpected character {ch!r}", Loc(file, e.line, e.column)) from None
     except UnexpectedEOF as e:
-        raise SymcostError("unexpected end of file" + _expected(e), _end_of(text, file)) from None
+        raise SymcostError(f"unexpected end of {_end_name(start)}" + _expected(e), _end_of(text, file)) from None
     except UnexpectedToken as e:
         if e.token.type == "$END":
-            raise SymcostError("unexpected end of file" + _expected(e), _end_of(text, file)) from None
+            raise SymcostError(f"unexpected end of {_end_name(start)}" + _expected(e), _end_of(text, file)) from None
         line, col = (e.line, e.column) if e.line and e.line > 0 else (1, 1)
-        raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col)) from None
+        hint = ("`nograd` marks an input and `frozen` a parameter, after the shape: `input x: [..] nograd`, "
+                "`param w: [..] frozen`") if e.token.type in ("NOGRAD", "FROZEN") else None
+        raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col), hint) from None
     try:
         _check_strings(tree, file)
         return _ToSyntax(file).transform(tree)
@@ -316,6 +363,10 @@ def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
         if isinstance(e.orig_exc, RecursionError):
             raise _too_deep(text, file) from None
         raise
+
+
+def _end_name(start: str) -> str:
+    return "file" if start == "start" else "the expression"
 
 
 def _too_deep(text: str, file: str) -> SymcostError:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from symcost.errors import Loc
 
-# --- expressions (dimension arithmetic, names, literals) -------------------------------------
+# --- expressions (dimension arithmetic, names, literals, conditions) -------------------------
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,55 @@ class ListLit:
     loc: Loc = field(compare=False)
 
 
-Expr = Num | Name | Bool | BinOp | Neg | Func | ListLit
+@dataclass(frozen=True)
+class Str:
+    """A string literal (mapping files compare a config's string fields); never a dimension."""
+
+    value: str  # without the quotes
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Null:
+    """`null`: a config field present but empty (mapping files); never a dimension."""
+
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str  # one of == != < <= > >=
+    left: "Expr"
+    right: "Expr"
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # "and" or "or"
+    left: "Expr"
+    right: "Expr"
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: "Expr"
+    loc: Loc = field(compare=False)
+
+
+@dataclass(frozen=True)
+class IfExpr:
+    """`if(cond, then, orelse)`: `then` when the condition holds, else `orelse`."""
+
+    cond: "Expr"
+    then: "Expr"
+    orelse: "Expr"
+    loc: Loc = field(compare=False)
+
+
+Expr = Num | Name | Bool | BinOp | Neg | Func | ListLit | Str | Null | Compare | BoolOp | Not | IfExpr
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 
 # --- declarations -------------------------------------------------------------------------------
 
@@ -112,18 +160,24 @@ class OptionDecl:
 
 @dataclass(frozen=True)
 class InputDecl:
+    """`input x: [..] [nograd] ["doc"]`: `nograd` marks data no gradient is computed for (pixels, audio)."""
+
     name: str
     type: TensorType
     doc: str | None
     loc: Loc = field(compare=False)
+    nograd: bool = False
 
 
 @dataclass(frozen=True)
 class ParamDecl:
+    """`param w: [..] [frozen] ["doc"]`: a frozen parameter is counted but gets no gradient."""
+
     name: str
     type: TensorType
     doc: str | None
     loc: Loc = field(compare=False)
+    frozen: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,9 +215,13 @@ class Assign:
 
 @dataclass(frozen=True)
 class Repeat:
+    """`repeat count [pattern [k1, k2, …]] { … }`: with a pattern, layer i is of kind k_(i mod n), and the body
+    sees each kind's name as a boolean (true in the layers of that kind)."""
+
     count: Expr
     body: tuple["Stmt", ...]
     loc: Loc = field(compare=False)
+    pattern: tuple["Name", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,12 +245,13 @@ class Fused:
 
 @dataclass(frozen=True)
 class If:
-    option: str
-    negated: bool
+    """`if cond { … } else { … }`: the condition is a boolean expression over options, block booleans, pattern
+    kinds and decidable comparisons of sizes."""
+
+    cond: Expr
     then: tuple["Stmt", ...]
     orelse: tuple["Stmt", ...]
     loc: Loc = field(compare=False)
-    option_loc: Loc | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

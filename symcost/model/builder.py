@@ -12,6 +12,7 @@ import sympy as sp
 from symcost.errors import Loc, SymcostError, suggest
 from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
+from symcost.lang.unparse import unparse_expr
 from symcost.model.calls import Calls, kind_phrase
 from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
                                 set_derived)
@@ -279,16 +280,17 @@ class Builder(Calls):
         shape, dtype = self._tensor_type(item.type, {})
         if self.env.weight_dtype is not None and self.env.quantize == "matrices" and len(shape) >= 2:
             dtype = self.env.weight_dtype  # a declared table (an embedding, tied or not) is quantized too
-        param = Param(item.name, shape, dtype, ONE, item.loc)
+        param = Param(item.name, shape, dtype, ONE, item.loc, frozen=item.frozen)
         self.graph.params.append(param)
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "parameter", is_param=True)
-        self.global_tensors[item.name] = t
+        self.global_tensors[item.name] = replace(t, grad=not item.frozen)
 
     def _declare_input(self, item: S.InputDecl, top: Scope) -> None:
         shape, dtype = self._tensor_type(item.type, {})
         if item.type.dtype is None and self.env.activation_dtype is not None:
             dtype = self.env.activation_dtype
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "input")
+        t = replace(t, grad=not item.nograd and dtype.floating)  # integer ids never need a gradient
         self.graph.inputs.append(t)
         top.names[item.name] = t
 
@@ -334,15 +336,8 @@ class Builder(Calls):
             self._claim("parameter")(st.name, st.loc)
             self._declare_param(st, scope)
 
-    def _cond(self, name: str, loc: Loc, bools: dict) -> bool:
-        if name in bools:
-            return bools[name]
-        if name in self.env.options:
-            return self.env.options[name]
-        raise SymcostError(f"unknown option '{name}'", loc, suggest(name, [*self.env.options, *bools]))
-
     def _if(self, st: S.If, scope: Scope, ctx: Ctx, bools: dict, in_block: bool) -> None:
-        value = self._cond(st.option, st.option_loc or st.loc, bools) != st.negated
+        value = self.env.truth(st.cond, self._locals(scope), bools)
         taken, other = (st.then, st.orelse) if value else (st.orelse, st.then)
         if other:  # check the branch not taken too, then forget what it built
             saved = self._snapshot()
@@ -360,11 +355,12 @@ class Builder(Calls):
         g = self.graph
         return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
                 dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits), set(self._allreduced),
-                list(g.params))
+                list(g.params), len(self.env.constraints))
 
     def _restore(self, snap) -> None:
         g = self.graph
-        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits, reduced, params = snap
+        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits, reduced, params, n_cons = snap
+        del self.env.constraints[n_cons:]
         self.kinds, self.global_tensors, self._allreduced = kinds, tensors, reduced
         g.params[:] = params  # a branch not taken may have marked a declared table as split
         del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:], g.expert_counts[n_experts:], g.splits[n_splits:]
@@ -374,47 +370,82 @@ class Builder(Calls):
         self._used_paths = used
 
     def _repeat(self, st: S.Repeat, scope: Scope, ctx: Ctx, bools: dict) -> None:
+        """`repeat n { … }`: the body once, × n. With `pattern [k1, …, km]` the layers cycle through m kinds:
+        the body once per kind (its name true, the others false), each × n/m, in sequence."""
         count = self.env.dim_expr(st.count, self._locals(scope))
-        if is_bad_size(count):
-            raise SymcostError(f"a repeat count must be a positive integer, not {count}", st.count.loc)
-        names = [n for n in dict.fromkeys(assigned(st.body, self.env.options, bools)) if isinstance(scope.lookup(n), Tensor)]
+        written = unparse_expr(st.count)
+        self.env.require_whole(count, st.count.loc, "the repeat count", "a whole number of layers", least=0,
+                               text=written)
+        kinds = [k.id for k in st.pattern]
+        periods = count
+        if kinds:
+            periods = count / len(kinds)
+            self.env.require_whole(periods, st.count.loc, "the repeat count",
+                                   f"a multiple of {len(kinds)} (the pattern has {len(kinds)} kinds)", count, least=0,
+                                   text=written)
+        passes = [dict(bools, **{k: k == kind for k in kinds}) for kind in kinds] or [bools]
+        found = []
+        for pb in passes:
+            found += assigned(st.body, lambda cond, pb=pb: self.env.truth(cond, self._locals(scope), pb))
+        names = [n for n in dict.fromkeys(found) if isinstance(scope.lookup(n), Tensor)]
         if self.unroll:
             if not count.is_Integer:
                 raise SymcostError(f"cannot unroll a repeat whose count {count} is not a number", st.count.loc)
-            for _ in range(int(count)):
-                body = Scope(scope, frozenset(names))
-                for s in st.body:
-                    self._stmt(s, body, ctx, bools, in_block=False)
-                for n in names:
-                    scope.rebind(n, body.names.get(n, scope.lookup(n)))
+            current = {n: scope.lookup(n) for n in names}
+            for _ in range(int(periods)):
+                current = self._passes(st, passes, scope, ctx, names, current)
+            for n in names:
+                scope.rebind(n, current[n])
             return
-        mult = ctx.mult * count
+        mult = ctx.mult * periods
         self._next_region += 1
-        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * count,
+        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * periods,
                        ctx.tags | {f"repeat:{self._next_region}"})
-        body = Scope(scope, frozenset(names))
         inits = {n: scope.lookup(n) for n in names}
-        for n, init in inits.items():
-            body.names[n] = self._new_tensor(n, init.shape, init.dtype, mult, ctx.prefix + n, "loop-carried",
-                                             sharded=init.sharded, tags=body_ctx.tags)
-        carried = dict(body.names)
-        for s in st.body:
-            self._stmt(s, body, body_ctx, bools, in_block=False)
+        saved = self._snapshot()
+        carried = self._carried(inits, mult, ctx.prefix, body_ctx.tags, set())
+        out = self._passes(st, passes, scope, body_ctx, names, carried)
+        late = {n for n in names if out[n].grad and not carried[n].grad}
+        if late:  # a later layer makes it need a gradient (a parameter inside): build again with it needing one
+            self._restore(saved)
+            carried = self._carried(inits, mult, ctx.prefix, body_ctx.tags, late)
+            out = self._passes(st, passes, scope, body_ctx, names, carried)
         for n in names:
-            out = body.names[n]
-            cin = carried[n]
-            if out is cin:
-                continue  # not actually rebound on this path
-            if len(out.shape) != len(cin.shape) or not all(dims_equal(p, q) for p, q in zip(out.shape, cin.shape)):
-                raise SymcostError(
-                    f"the repeated body changes the shape of '{n}' from {fmt_shape(cin.shape)} to "
-                    f"{fmt_shape(out.shape)}; a carried tensor must keep its shape",
-                    st.loc,
-                )
-            final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output",
-                                     sharded=out.sharded, tags=ctx.tags)
-            self.graph.families.append(Family(cin.storage, inits[n].storage, out.storage, final.storage, count, ctx.mult))
-            scope.rebind(n, final)
+            self._close_loop(st, n, carried[n], out[n], inits[n], periods, ctx, scope)
+
+    def _carried(self, inits: dict, mult, prefix: str, tags, grad: set) -> dict:
+        out = {}
+        for n, init in inits.items():
+            t = self._new_tensor(n, init.shape, init.dtype, mult, prefix + n, "loop-carried", sharded=init.sharded,
+                                 tags=tags)
+            out[n] = replace(t, grad=init.grad or n in grad)
+        return out
+
+    def _passes(self, st: S.Repeat, passes: list, scope: Scope, ctx: Ctx, names: list, current: dict) -> dict:
+        """One period of a repeat: the body once per pattern kind, each taking the carried tensors from the last."""
+        for pb in passes:
+            body = Scope(scope, frozenset(names))
+            body.names.update(current)
+            body.names.update({k: v for k, v in pb.items() if isinstance(v, bool) and k not in scope.names})
+            for s in st.body:
+                self._stmt(s, body, ctx, pb, in_block=False)
+            current = {n: body.names[n] for n in names}
+        return current
+
+    def _close_loop(self, st: S.Repeat, n: str, cin: Tensor, out: Tensor, init: Tensor, count, ctx: Ctx,
+                    scope: Scope) -> None:
+        if out is cin:
+            return  # not actually rebound on this path
+        if len(out.shape) != len(cin.shape) or not all(dims_equal(p, q) for p, q in zip(out.shape, cin.shape)):
+            raise SymcostError(
+                f"the repeated body changes the shape of '{n}' from {fmt_shape(cin.shape)} to "
+                f"{fmt_shape(out.shape)}; a carried tensor must keep its shape",
+                st.loc,
+            )
+        final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output",
+                                 sharded=out.sharded, tags=ctx.tags)
+        self.graph.families.append(Family(cin.storage, init.storage, out.storage, final.storage, count, ctx.mult))
+        scope.rebind(n, replace(final, grad=out.grad))
 
     def _experts(self, st: S.Experts, scope: Scope, ctx: Ctx, bools: dict, in_block: bool) -> None:
         """The body once, with parameters × E and everything a token does × k (tokens are routed to k experts)."""

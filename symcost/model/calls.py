@@ -35,10 +35,9 @@ class Calls:
                 st.loc,
             )
         for target, t in zip(st.targets, outputs):
-            if target.id in self.kinds:
+            if target.id in self.kinds and not ctx.calls:  # a block's own names shadow the spec's
                 raise SymcostError(f"'{target.id}' is already declared as {kind_phrase(self.kinds[target.id])}", target.loc)
-            scope.bind(target.id, Tensor(target.id, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param, t.sharded),
-                       target.loc)
+            scope.bind(target.id, t.renamed(target.id), target.loc)
 
     def _tensor_arg(self, node, scope: Scope, what: str) -> Tensor:
         if not isinstance(node, S.Name):
@@ -56,11 +55,7 @@ class Calls:
         raise SymcostError(f"unknown tensor '{node.id}'", node.loc, suggest(node.id, names))
 
     def _bool_arg(self, node, scope: Scope, bools: dict) -> bool:
-        if isinstance(node, S.Bool):
-            return node.value
-        if isinstance(node, S.Name):
-            return self._cond(node.id, node.loc, bools)
-        raise SymcostError("expected true, false or an option name", node.loc)
+        return self.env.truth(node, self._locals(scope), bools)
 
     def _convert(self, kind, node, scope: Scope, bools: dict, what: str):
         if kind is T:
@@ -143,13 +138,14 @@ class Calls:
         rule = self._run_rule(call, bound, views)
         path = self._unique(ctx.prefix + st.targets[0].id)
         inputs = list(views.values())
+        rule, out_grad = self._gradients(rule, views, inputs)
         activations = [t for t in inputs if not t.is_param]
         parallel = self._parallel(rule, activations, call)
         out_sharded = parallel == "column" or (parallel == "none" and any(t.sharded for t in activations)
                                                and rule.reduce_if_sharded == 0)
         if rule.splits and any(t.sharded for t in activations):
             self.graph.splits.extend((size, call.loc) for size in rule.splits)
-        outputs, out_map = self._outputs(rule, st, views, inputs, ctx, path, out_sharded)
+        outputs, out_map = self._outputs(rule, st, views, inputs, ctx, path, out_sharded, out_grad)
         created = self._new_params(rule, ctx, path, call, parallel, inputs)
         saves = self._saves(rule, views, out_map, ctx, path, out_sharded)
         cost = self._op_cost(rule, inputs, outputs, created, ctx)
@@ -186,6 +182,8 @@ class Calls:
             rule = opdef.fn(*positional, **keywords)
         except SymcostError as e:
             raise e.with_loc(call.loc) from None
+        for value, what, whole in rule.requires:
+            self.env.require_whole(value, call.loc, what, whole)
         for out in rule.outputs:
             bad = next((x for x in out.shape if is_bad_size(x)), None)
             if bad is not None:
@@ -206,7 +204,32 @@ class Calls:
                                "column-parallel layer, or something computed from one)", call.loc)
         return parallel
 
-    def _outputs(self, rule, st, views: dict, inputs: list, ctx: Ctx, path: str, out_sharded: bool):
+    def _gradients(self, rule, views: dict, inputs: list):
+        """What the backward pass computes here, as PyTorch does: nothing when no input needs a gradient and the
+        op makes no parameters (its output then needs none either); otherwise everything but the Grad parts for
+        inputs that need no gradient (pixels, ids, frozen parameters). Returns the rule so trimmed and whether
+        its outputs need a gradient."""
+        out_grad = bool(rule.params) or any(t.grad for t in inputs)
+        if not out_grad:
+            zero = sp.Integer(0)
+            return replace(rule, cost=replace(rule.cost, macs_bwd=zero, mm_outputs_bwd=zero, other_bwd=zero),
+                           saves=(), grads=()), False
+        if not rule.grads:
+            return rule, True
+        order = list(views)
+        needed, skipped = [], []
+        for g in rule.grads:
+            target = views.get(id(g.wrt))
+            (needed if target is None or target.grad else skipped).append(g)  # a new parameter always trains
+        kept = sorted({id(s): s for g in needed for s in g.saves}.values(),
+                      key=lambda s: order.index(id(s)) if id(s) in views else len(order))
+        cost = rule.cost
+        for g in skipped:
+            cost = cost + g.cost * -1
+        return replace(rule, cost=cost, saves=(*rule.saves, *kept)), True
+
+    def _outputs(self, rule, st, views: dict, inputs: list, ctx: Ctx, path: str, out_sharded: bool,
+                 out_grad: bool = True):
         # the first floating-point activation's dtype (never a parameter's: quantized weights are dequantized)
         floating = next((t.dtype for t in inputs if t.dtype.floating and not t.is_param), None)
         outputs, out_map = [], {}
@@ -216,11 +239,13 @@ class Calls:
                 base = views[id(out.view_of)]
                 dtype = out.dtype or base.dtype  # a view has its base's element type
                 read = base.read_bytes if out.expand else numel(out.shape) * dtype.nbytes
-                t = Tensor(name, tuple(out.shape), dtype, base.storage, read, False, base.sharded)
+                t = Tensor(name, tuple(out.shape), dtype, base.storage, read, False, base.sharded,
+                           out_grad and dtype.floating)
             else:
                 dtype = out.dtype or floating or self.env.activation_dtype or self.env.default_dtype
                 t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output", sharded=out_sharded,
                                      tags=ctx.tags)
+                t = replace(t, grad=out_grad and dtype.floating)
             outputs.append(t)
             out_map[id(out)] = t
         return outputs, out_map
@@ -361,7 +386,7 @@ class Calls:
                             f"'{node.id}' of shape {fmt_shape(t.shape)}",
                             node.loc,
                         )
-                inner.names[p.name] = Tensor(p.name, t.shape, t.dtype, t.storage, t.read_bytes, t.is_param, t.sharded)
+                inner.names[p.name] = t.renamed(p.name)
                 arg_storages.append(t.storage)
             elif p.kind == "dim":
                 inner.names[p.name] = self.env.dim_expr(node, self._locals(scope))

@@ -198,6 +198,28 @@ def fmt_shape(shape) -> str:
     return "[" + ", ".join(str(x).replace("**", "^") for x in shape) + "]"
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """A size that must be a positive integer once the dims have values: `repeat L / 2` needs an even L."""
+
+    value: Expr
+    loc: Loc | None
+    what: str  # "the repeat count"
+    whole: str  # "a positive integer", "a multiple of 2"
+    shown: Expr  # what the user wrote (the count, where value is count / pattern length)
+    least: int = 1  # the smallest value allowed (0: a symbolic repeat count may come out as no layers)
+    text: str | None = None  # the count as written in the spec (`L - Ld`), for the message
+
+    def check(self, subs: dict) -> None:
+        v = self.value.xreplace(subs)
+        if v.is_number and not (v.is_Integer and v >= self.least):
+            shown = self.shown.xreplace(subs)
+            given = ", ".join(f"{s}={subs[s]}" for s in sorted(self.shown.free_symbols, key=str) if s in subs)
+            where = "" if self.shown.is_Symbol else f" at {given}"
+            raise SymcostError(f"{self.what} {self.text or fmt_expr(self.shown)} = {fmt_expr(shown)}{where}: it must be "
+                               f"{self.whole}", self.loc)
+
+
 class Env:
     """Names visible while building: dims, options, dtypes, and (in subclasses' scopes) tensors."""
 
@@ -217,6 +239,8 @@ class Env:
         self.values: dict[sp.Symbol, Expr] = {}  # concrete values of free dims (numeric mode)
         self.fixed: dict[str, Expr] = {}  # dims a phase pins (s = 1 new token in decode)
         self.released: set[str] = set()  # dims with a default definition that are given values: free symbols
+        self._declaring: str | None = None  # the dim whose definition is being read (options are not yet set)
+        self.constraints: list[Constraint] = []  # sizes that must come out whole once the dims have values
 
     @property
     def roles(self) -> Roles:
@@ -234,7 +258,11 @@ class Env:
         sym = make_symbol(decl.name)
         definition = fallback = None
         if decl.value is not None:
-            definition = self.dim_expr(decl.value, {}, substitute=True)
+            self._declaring = decl.name
+            try:
+                definition = self.dim_expr(decl.value, {}, substitute=True)
+            finally:
+                self._declaring = None
             if is_bad_size(definition):
                 raise SymcostError(f"dimension '{decl.name}' = {definition} is not a positive integer", decl.value.loc)
             if getattr(decl, "default", False):
@@ -274,7 +302,9 @@ class Env:
                 value = local[node.id]
                 if isinstance(value, sp.Expr):
                     return value
-                raise SymcostError(f"'{node.id}' is {_what(value)}, not a dimension", node.loc)
+                hint = (f"a name bound in a block shadows the dimension '{node.id}' from there on; rename one of them"
+                        if node.id in self.dims else None)
+                raise SymcostError(f"'{node.id}' is {_what(value)} here, not a dimension", node.loc, hint)
             if node.id in self.fixed:
                 return self.fixed[node.id]
             dim = self.dims.get(node.id)
@@ -309,12 +339,102 @@ class Env:
             return -self.dim_expr(node.operand, local, substitute)
         if isinstance(node, S.Func):
             args = [self.dim_expr(a, local, substitute) for a in node.args]
+            if node.name in ("floor", "ceil"):
+                return (sp.floor if node.name == "floor" else sp.ceiling)(args[0])
             return (sp.Min if node.name == "min" else sp.Max)(*args)
+        if isinstance(node, S.IfExpr):
+            chosen = node.then if self.truth(node.cond, local) else node.orelse
+            return self.dim_expr(chosen, local, substitute)
+        raise SymcostError(f"expected a dimension expression, found {describe(node)}", node.loc)
+
+    def require_whole(self, value: Expr, loc: Loc | None, what: str, whole: str = "a positive integer",
+                      shown: Expr | None = None, least: int = 1, text: str | None = None) -> None:
+        """A count that must be a positive integer: an error now when it is a number that is not, or can never be
+        one; otherwise, unless it is a whole number ≥ `least` for every size, a constraint checked when dims get
+        values. `shown` is what the user wrote when `value` is derived from it (a count over a pattern's length);
+        `least=0` lets a symbolic count come out as zero (`repeat L - Ld` with Ld = L: no such layers)."""
+        shown = value if shown is None else shown
+        if is_bad_size(value):
+            raise SymcostError(f"{what} must be {whole}, not {fmt_expr(shown)}", loc)
+        bound = value.is_positive if least == 1 else value.is_nonnegative
+        if value.is_integer is not True or bound is not True:
+            self.constraints.append(Constraint(value, loc, what, whole, shown, least, text))
+
+    # ---- conditions
+    def truth(self, node: S.Expr, local: dict, bools: dict | None = None) -> bool:
+        """Decide a condition: true/false, options, block booleans and pattern kinds (`bools`), not/and/or,
+        if(c, x, y), and comparisons — of booleans, of strings, or of sizes where the order is decidable for every
+        size (`2 * h > h`, `w < 4096` once w has a value); an undecidable comparison is a located error."""
         if isinstance(node, S.Bool):
-            raise SymcostError("expected a dimension expression, found a boolean", node.loc)
-        if isinstance(node, S.ListLit):
-            raise SymcostError("expected a dimension expression, found a list", node.loc)
-        raise SymcostError(f"unsupported expression {node!r}")  # pragma: no cover - grammar prevents it
+            return node.value
+        if isinstance(node, S.Name):
+            return self._bool_name(node, local, bools)
+        if isinstance(node, S.Not):
+            return not self.truth(node.operand, local, bools)
+        if isinstance(node, S.BoolOp):  # both sides are checked, as both branches of an if are
+            left, right = self.truth(node.left, local, bools), self.truth(node.right, local, bools)
+            return (left and right) if node.op == "and" else (left or right)
+        if isinstance(node, S.IfExpr):
+            chosen = node.then if self.truth(node.cond, local, bools) else node.orelse
+            return self.truth(chosen, local, bools)
+        if isinstance(node, S.Compare):
+            return self._compare(node, local, bools)
+        raise SymcostError(f"expected a condition (true, false, an option or a comparison), found {describe(node)}",
+                           node.loc)
+
+    def _bool_name(self, node: S.Name, local: dict, bools: dict | None) -> bool:
+        if bools and node.id in bools:
+            return bools[node.id]
+        if node.id in local:
+            value = local[node.id]
+            if isinstance(value, bool):
+                return value
+            raise SymcostError(f"'{node.id}' is {_what(value)} here, not a boolean", node.loc)
+        if node.id in self.options:
+            if self._declaring:
+                raise SymcostError(f"dimension '{self._declaring}' cannot depend on option '{node.id}': options are "
+                                   "set after the dimensions are declared", node.loc,
+                                   "choose between sizes in the statements, with if")
+            return self.options[node.id]
+        if node.id in self.dims:
+            raise SymcostError(f"'{node.id}' is a dimension, not a boolean; compare it (`{node.id} > 1`)", node.loc)
+        names = [*self.options, *(bools or {}), *(k for k, v in local.items() if isinstance(v, bool))]
+        raise SymcostError(f"unknown option '{node.id}'", node.loc, suggest(node.id, names))
+
+    def _compare(self, node: S.Compare, local: dict, bools: dict | None) -> bool:
+        kinds = {self._kind(node.left, local, bools), self._kind(node.right, local, bools)}
+        if "text" in kinds or "bool" in kinds:
+            if len(kinds) != 1:
+                raise SymcostError(f"'{node.op}' compares {' with '.join(sorted(kinds))}: both sides must be of one kind",
+                                   node.loc)
+            if node.op not in ("==", "!="):
+                raise SymcostError(f"'{node.op}' orders sizes; {kinds.pop()}s are compared with == or !=", node.loc)
+            if "text" in kinds:
+                same = _text(node.left) == _text(node.right)
+            else:
+                same = self.truth(node.left, local, bools) == self.truth(node.right, local, bools)
+            return same == (node.op == "==")
+        left, right = self.dim_expr(node.left, local), self.dim_expr(node.right, local)
+        diff = sp.expand(left - right)
+        defs = _DERIVED.get() or self.derived_defs()
+        if defs and not self.values:
+            diff = sp.expand(diff.xreplace(defs))
+        decided = _decide(node.op, diff)
+        if decided is None:
+            shown = f"{fmt_expr(left)} {node.op} {fmt_expr(right)}"
+            raise SymcostError(f"cannot decide {shown}: it holds for some sizes and not for others", node.loc,
+                               "compare sizes whose order is known (2 * h > h), or numbers; or choose with an option")
+        return decided
+
+    def _kind(self, node: S.Expr, local: dict, bools: dict | None) -> str:
+        if isinstance(node, (S.Str, S.Null)):
+            return "text"
+        if isinstance(node, (S.Bool, S.Not, S.BoolOp, S.Compare)):
+            return "bool"
+        if isinstance(node, S.Name) and ((bools and node.id in bools) or isinstance(local.get(node.id), bool)
+                                         or (node.id not in local and node.id in self.options)):
+            return "bool"
+        return "size"
 
 
 def _bounded(value: Expr, node) -> Expr:
@@ -328,6 +448,31 @@ def is_bad_size(x) -> bool:
     if x.is_number:
         return not (x.is_Integer and x > 0)
     return bool(x.is_nonpositive)
+
+
+def _decide(op: str, diff: Expr) -> bool | None:
+    """left op right, from diff = left − right; None when it depends on the sizes."""
+    if op in ("==", "!="):
+        zero = True if diff == 0 else (False if diff.is_zero is False else None)
+        return None if zero is None else zero == (op == "==")
+    facts = {"<": diff.is_negative, "<=": diff.is_nonpositive, ">": diff.is_positive, ">=": diff.is_nonnegative}
+    value = facts[op]
+    return None if value is None else bool(value)
+
+
+def fmt_expr(x) -> str:
+    return str(x).replace("**", "^")
+
+
+def _text(node) -> str | None:
+    return node.value if isinstance(node, S.Str) else None
+
+
+def describe(node) -> str:
+    """What kind of expression a node is, for error messages."""
+    return {S.Bool: "a boolean", S.ListLit: "a list", S.Str: "a string", S.Null: "null", S.Compare: "a comparison",
+            S.BoolOp: f"'{getattr(node, 'op', '')}'", S.Not: "'not'", S.Num: "a number", S.Name: "a name",
+            S.IfExpr: "a conditional"}.get(type(node), "an arithmetic expression")
 
 
 def _what(value) -> str:

@@ -32,6 +32,11 @@ class Tensor:
     read_bytes: sp.Expr  # what a reader touches (a broadcast view reads only its base)
     is_param: bool = False
     sharded: bool = False  # split over tensor-parallel devices (a column-parallel output and what follows)
+    grad: bool = True  # needs a gradient: derived from a trainable parameter or an input that needs one
+
+    def renamed(self, name: str) -> "Tensor":
+        return Tensor(name, self.shape, self.dtype, self.storage, self.read_bytes, self.is_param, self.sharded,
+                      self.grad)
 
     @property
     def nbytes(self) -> sp.Expr:
@@ -48,6 +53,7 @@ class Param:
     active_mult: sp.Expr | None = None  # instances one token uses (k of the E); None: all of them
     sharded: bool = False  # split over tensor-parallel devices
     shard_axis: int | None = None  # the axis tensor parallelism splits (0: output features, 1: input features)
+    frozen: bool = False  # counted, but gets no gradient and no optimizer state (`param w: [..] frozen`)
 
     @property
     def numel(self) -> sp.Expr:

@@ -26,8 +26,7 @@ class Scope:
         return None
 
     def bind(self, name: str, value, loc: Loc) -> None:
-        if name in self.carried:
-            self.carried.discard(name)  # a carried name may be rebound once per body
+        if name in self.carried:  # a tensor carried through a repeat: rebound in the body (as often as it says)
             self.names[name] = value
             return
         if self.lookup(name) is not None:
@@ -60,16 +59,15 @@ class Ctx:
 
 
 
-def assigned(stmts, env_options: dict, local_bools: dict) -> list[str]:
-    """Names a statement list assigns at its own level (through the taken branches of ifs)."""
+def assigned(stmts, decide) -> list[str]:
+    """Names a statement list assigns at its own level (through the taken branches of ifs; `decide(cond)` says
+    which branch is taken)."""
     out: list[str] = []
     for st in stmts:
         if isinstance(st, S.Assign):
             out.extend(t.id for t in st.targets)
         elif isinstance(st, S.If):
-            value = local_bools.get(st.option, env_options.get(st.option, False))
-            taken = st.then if value != st.negated else st.orelse
-            out.extend(assigned(taken, env_options, local_bools))
+            out.extend(assigned(st.then if decide(st.cond) else st.orelse, decide))
         elif isinstance(st, (S.Repeat, S.Fused, S.Experts)):
-            out.extend(assigned(st.body, env_options, local_bools))
+            out.extend(assigned(st.body, decide))
     return out

@@ -183,6 +183,7 @@ function environment() {
   Object.keys(STATE.dims).forEach(function (k) { env[k] = rat(STATE.dims[k], 1n); });
   var d = currentDevice();
   if (d) { env.peak = fromDouble(d.peak); env.bandwidth = fromDouble(d.bandwidth); env.memory = fromDouble(d.memory); }
+  if (d && d.link !== undefined) env.link = fromDouble(d.link);
   return env;
 }
 

@@ -4,7 +4,7 @@
      "dims": [{"name": "h", "tex": "h" (= name), "doc": "hidden size" (= ""), "value": 4096,
                "min": 1, "max": 65536, "scale": "log" | "linear" (= "linear")}],
      "devices": [{"name": "h100-sxm", "title": str (= name), "peak": FLOP/s, "bandwidth": B/s,
-                  "memory": bytes}] = [],
+                  "memory": bytes, "link": B/s one way on the interconnect (optional)}] = [],
      "device": a device name (= the first),
      "metrics": [METRIC], where METRIC = {"key": str, "title": str, "unit": "FLOP" | "B" | "" | "s" | ...,
                                           "latex": str, "tree": TREE},
@@ -14,7 +14,7 @@
      "roofline": bool = False}
 
 TREE is tree.py's JSON form. Trees may use the dims' names and the device symbols peak, bandwidth,
-memory (needs at least one device). Dim values, bounds and device figures must be finite; dim values
+memory (needs at least one device) and link (needs every device to give it). Dim values, bounds and device figures must be finite; dim values
 are integers with |x| < 2**53 so that the page reads them exactly.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import re
 from ...errors import SymcostError
 from .tree import OPS
 
-DEVICE_SYMBOLS = ("peak", "bandwidth", "memory")
+DEVICE_SYMBOLS = ("peak", "bandwidth", "memory", "link")
 SAFE_INT = 2**53 - 1
 _NUMBER = re.compile(r"-?\d+(/[1-9]\d*)?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -132,8 +132,11 @@ def _device(raw: dict, i: int) -> dict:
     where = f"devices[{i}]"
     _obj(raw, where)
     name = _text(raw, "name", where)
-    return {"name": name, "title": _text(raw, "title", where, name), "peak": _positive(raw, "peak", where),
-            "bandwidth": _positive(raw, "bandwidth", where), "memory": _positive(raw, "memory", where)}
+    out = {"name": name, "title": _text(raw, "title", where, name), "peak": _positive(raw, "peak", where),
+           "bandwidth": _positive(raw, "bandwidth", where), "memory": _positive(raw, "memory", where)}
+    if raw.get("link") is not None:
+        out["link"] = _positive(raw, "link", where)
+    return out
 
 
 def _metric(raw: dict, where: str, syms: frozenset) -> dict:
@@ -182,7 +185,8 @@ def normalize(data: dict) -> dict:
     devices = [_device(d, i) for i, d in enumerate(_list(data, "devices", "page"))]
     _unique(dims, "name", "dimensions")
     _unique(devices, "name", "devices")
-    syms = frozenset([d["name"] for d in dims] + (list(DEVICE_SYMBOLS) if devices else []))
+    device_syms = [s for s in DEVICE_SYMBOLS if s != "link" or all("link" in d for d in devices)]
+    syms = frozenset([d["name"] for d in dims] + (device_syms if devices else []))
     device = data.get("device", devices[0]["name"] if devices else None)
     if devices and device not in {d["name"] for d in devices}:
         raise PageDataError(f"selected device {device!r:.40} is not among the devices")
