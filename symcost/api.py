@@ -46,7 +46,7 @@ def solve(spec=None, unknown: str | None = None, *constraints, want: str = "max"
 
 def run(req: Request) -> "Analysis":
     """Carry out a checked Request: read the config, build the graph once, account, evaluate, analyse."""
-    from symcost.analysis.evaluate import parse_assignments
+    from symcost.analysis.evaluate import assigned_names, parse_assignments
     from symcost.cost.accounting import derive as account
     from symcost.lang.parse import load
     from symcost.model.builder import Builder
@@ -56,8 +56,9 @@ def run(req: Request) -> "Analysis":
     if spec is None:
         raise SymcostError("give a spec (a file or a shipped name such as llama), or a preset or HF config that "
                            "chooses one by model_type")
+    released = assigned_names(req.values) | set(resolved.values if resolved else ())
     builder = Builder(load(spec), dtype=req.dtype, phase=req.phase, vocab_parallel=req.vocab_parallel,
-                      dtypes=dtype_roles(req))
+                      dtypes=dtype_roles(req), released=released)
     env = builder.declare().env
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None
@@ -72,6 +73,8 @@ def run(req: Request) -> "Analysis":
     report = account(graph, req.flops, tuple(req.keep), recompute=req.recompute, flash=req.flash_attention,
                      tp=degrees["tp"], sp=req.sp, causal=req.causal, pp=degrees["pp"], ep=degrees["ep"],
                      other=req.other_flops, embedding=req.embedding_flops, stage=req.stage)
+    if resolved:
+        _check_unset(resolved, env, report)
     analysis = Analysis(req, report, dict(values), resolved, dp)
     analysis.at()  # check the given values now: derived dims whole, degrees that divide what they split
     return analysis
@@ -385,6 +388,16 @@ def _check_names(resolved, env) -> None:
     for name in resolved.options:
         if name not in env.options:
             raise SymcostError(f"the {resolved.model_type} mapping sets option '{name}', which this spec does not declare")
+
+
+def _check_unset(resolved, env, report) -> None:
+    """A dim whose rule gave null takes the spec's default definition; without one it must not matter."""
+    used = set().union(*(e.free_symbols for e in report.totals.values() if hasattr(e, "free_symbols")))
+    for name in resolved.unset:
+        dim = env.dims.get(name)
+        if dim is not None and dim.definition is None and dim.symbol in used:
+            raise SymcostError(f"{resolved.source}: the {resolved.model_type} mapping's rule for {name} gives null, and "
+                               f"{name} has no default in this spec (dim {name} = default …)")
 
 
 DEGREE_DOCS = {"tp": "tensor-parallel degree", "pp": "pipeline-parallel degree", "ep": "expert-parallel degree",

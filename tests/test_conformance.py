@@ -33,7 +33,7 @@ def matmul_params(report) -> sp.Expr:
         if r.node.op == "linear":
             weight = next(p for p in (*r.node.params, *(x for x in r.node.inputs if x.is_param)))
             total += sp.Mul(*weight.shape) * r.node.mult
-    return sp.expand(total.subs(sym("d"), h / a))
+    return sp.expand(total.xreplace(report.graph.env.derived_defs()))  # d = h/a, f = 4h
 
 
 # ---- Korthikanti et al. 2022, Table 2: activation bytes per layer (16-bit) -------------------------------

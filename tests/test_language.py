@@ -126,3 +126,37 @@ def test_a_view_keeps_its_base_dtype():
     g = build(Module("t.arch", parse_text(text, "t.arch")))
     grid = next(o for o in g.ops if o.path == "grid")
     assert grid.outputs[0].dtype.name == "int64"
+
+
+DEFAULT_DIM = """
+dim b "batch"
+dim s "sequence"
+dim h "hidden"
+dim f = default 4 * h "MLP width"
+dim g = f / 2 "half the MLP"
+default dtype bf16
+input x: [b, s, h]
+y = linear(x, f, bias=false)
+z = linear(y, g, bias=false)
+"""
+
+
+def test_a_dim_with_a_default_is_derived_until_given_a_value(tmp_path):
+    import symcost
+    from symcost.errors import SymcostError
+    import pytest
+
+    spec = tmp_path / "m.arch"
+    spec.write_text(DEFAULT_DIM)
+    h, f = sym("h"), sym("f")
+    plain = symcost.derive(str(spec))
+    assert same(plain.params, 4 * h**2 + 4 * h * 2 * h)  # f = 4h, g = 2h
+    assert plain.dims["f"].definition is not None and plain.dims["f"].default is not None
+    given = symcost.derive(str(spec), set={"f": 10})
+    assert same(given.params, h * f + f * f / 2)  # f free; g = f/2 follows it
+    assert given.at(h=8).params == 8 * 10 + 10 * 5
+    with pytest.raises(SymcostError, match="by default; give its value when deriving"):
+        plain.at(f=12)
+    # a plain derived dim still cannot be set
+    with pytest.raises(SymcostError, match="'g' is derived"):
+        symcost.derive(str(spec), set={"g": 10})

@@ -90,8 +90,9 @@ def test_several_specs_and_a_count_metric(tmp_path, capsys, matplotlib_present):
     assert status == 0, err
     texts = svg_texts(out)
     assert {"gpt2", "llama"} <= set(texts)
-    # GPT-2 with L=2, V=1000, P=128: 2·(12h² + 13h) + h·V + h·P + 2h = 24h² + 1156h
-    assert "24·h² + 1.16k·h" in texts
+    # GPT-2 with L=2, V=1000, P=128 and f=1024 (its MLP width: 4h unless set, and --set sets it for every spec):
+    # 2·(4h² + 2hf + 9h + f) + h·V + h·P + 2h = 8h² + 5244h + 2048
+    assert "8·h² + 5.24k·h + 2.05k" in texts
 
 
 def test_roofline_of_each_op(tmp_path, capsys, matplotlib_present):

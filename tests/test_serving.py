@@ -82,7 +82,8 @@ def test_a_sliding_window_splits_the_sum_where_the_window_fills():
     v = a.serving.values(a.at().evaluator)
     assert a.serving.work_sums is None  # min(c, w) is not linear: no single closed form per regime
     assert v["decode_time"] == decode_loop(a, 4081, 4120, b=8)
-    assert v["kv_end"] == a.at()(a.serving.kv_end) == 2 * 32 * 8 * 4096 * (8 * 128) * 2  # the window's 4096 entries
+    # the window's w − 1 = 4095 entries: transformers' sliding-window cache keeps the last w − 1
+    assert v["kv_end"] == a.at()(a.serving.kv_end) == 2 * 32 * 8 * 4095 * (8 * 128) * 2
 
 
 # Llama 2 7B (preset), weights int4 with a bf16 scale per 128 (the linear layers), on an RTX 4090

@@ -272,11 +272,11 @@ def test_validate_entry_defaults_and_kinds():
     assert table["bert"]["validate"]["inputs"] == "encoder"
     assert table["t5"]["validate"] == {"class": "T5ForConditionalGeneration", "config": "T5Config",
                                        "inputs": "seq2seq", "lengths": ["s", "t"]}
-    assert set(V.INPUTS) == {"causal_lm", "seq2seq", "encoder"}
+    assert set(V.INPUTS) == {"causal_lm", "seq2seq", "encoder", "image", "speech_seq2seq"}
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("inputs", "masked_lm", "inputs 'masked_lm' is not one of causal_lm, seq2seq, encoder"),
+    ("inputs", "masked_lm", "inputs 'masked_lm' is not one of causal_lm, seq2seq, encoder, image, speech_seq2seq"),
     ("kwargs", ["eager"], "kwargs must be an object of config fields"),
     ("lengths", "s", "lengths must be a list of dim names"),
     ("lengths", ["s", "u"], "does not declare the dim 'u'"),

@@ -101,26 +101,31 @@ def test_mistral_closed_forms(zoo, llama):
     assert same(m.totals["matmul_flops_fwd"].subs(s, longer), short.subs(s, longer))
 
 
-def test_mistral_kv_cache_holds_min_c_w(zoo):
+def test_mistral_kv_cache_holds_min_c_w_minus_1(zoo):
+    # transformers' sliding-window cache keeps the last w − 1 keys and values: the next token attends to them
+    # and itself (measured: a window of 8 holds 7 after any prefill longer than 7)
     dec = _decode("mistral.arch")
-    assert same(dec.totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * sp.Min(c, w))  # K and V, bf16
-    assert same(_prefill("mistral.arch").totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * win)
+    assert same(dec.totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * sp.Min(c, w - 1))  # K and V, bf16
+    assert same(_prefill("mistral.arch").totals["kv_cache_bytes"], 2 * 2 * b * L * kv * d * sp.Min(s, w - 1))
     # decode attends over the min(c, w) cached tokens
     assert same(_mm(dec, "layer/sliding_window_attention"),
                 4 * b * h**2 + 4 * b * h * kv * d + 4 * b * sp.Min(c, w) * h)
-    # Mistral 7B at a 32k context keeps 4096 tokens per layer: 2·32·8·128·4096·2 bytes
+    # Mistral 7B at a 32k context keeps 4095 tokens per layer: 2·32·8·128·4095·2 bytes
     config, source = preset_config("mistral-7b-v0.1")
     res = resolve(config, source)
     graph = build(load(res.spec), options=res.options, phase="decode")
     kv_bytes = Evaluator(graph.env, {**res.values, "b": 1, "c": 32768})(derive(graph, "fma").totals["kv_cache_bytes"])
-    assert kv_bytes == 2 * 32 * 8 * 128 * 4096 * 2 == 536_870_912
+    assert kv_bytes == 2 * 32 * 8 * 128 * 4095 * 2 == 536_739_840
 
 
 def test_mistral_mapping_reads_the_window():
     config, source = preset_config("mistral-7b-v0.1")
     assert resolve(config, source).values["w"] == 4096
+    assert resolve(config, source).options["windowed"] is True
     later = {**config, "sliding_window": None}  # Mistral 7B v0.2 and later: no window
-    assert resolve(later, "v0.2").values["w"] == config["max_position_embeddings"]
+    assert "w" not in resolve(later, "v0.2").values and resolve(later, "v0.2").options["windowed"] is False
+    absent = {k: v for k, v in config.items() if k != "sliding_window"}  # MistralConfig's own default: 4096
+    assert resolve(absent, "no field").values["w"] == 4096
     assert mappings()["mistral"]["spec"] == "mistral.arch"
 
 
@@ -229,8 +234,12 @@ def test_tiny_rules_keep_each_familys_structure():
     m = mappings()
     for name, family in (("mistral-7b-v0.1", "mistral"), ("mixtral-8x7b", "mixtral")):
         tiny = V.tiny_config(preset_config(name)[0], m[family], "t")
-        # transformers masks a window over the full s×s product: the tiny window covers every s validate accepts
-        assert tiny["sliding_window"] >= tiny["max_position_embeddings"] >= max(s_ for _, s_ in V.DEFAULT_SHAPES)
+        # transformers masks a window over the full s×s product: the tiny window covers every s validate accepts;
+        # a model without a window (Mixtral) keeps none
+        if preset_config(name)[0].get("sliding_window") is None:
+            assert tiny.get("sliding_window") is None
+        else:
+            assert tiny["sliding_window"] >= tiny["max_position_embeddings"] >= max(s_ for _, s_ in V.DEFAULT_SHAPES)
         assert tiny["num_key_value_heads"] == 2 and tiny["num_attention_heads"] == 4
     if MEASURED.is_file():  # the tiny Mixtral is the reference's
         ref = json.loads(MEASURED.read_text())["tiny_configs"]["mixtral"]
@@ -251,7 +260,11 @@ def test_tiny_rules_keep_each_familys_structure():
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_validate_preset(hf, capsys, name):
     exact = validate_preset(main, capsys, name, PUBLISHED[name])
-    assert len(exact) == 2 + 3 * 3  # params full and tiny; fwd, fwd+bwd and the KV cache at three shapes
+    windowed = resolve(*preset_config(name)).options.get("windowed", False)
+    # params full and tiny; fwd, fwd+bwd and the KV cache at three shapes; the cache past a window
+    assert len(exact) == 2 + 3 * 3 + windowed
+    if windowed:
+        assert exact[-1]["s"] == 128 + 3 and exact[-1]["quantity"] == "kv_cache_bytes"
     if name == "mixtral-8x7b" and MEASURED.is_file():  # the reference's own FlopCounterMode runs
         ref = json.loads(MEASURED.read_text())["tiny_matmul_flops"]
         quantity = {"forward_eval_nograd": "matmul_flops_fwd", "train_forward_backward": "matmul_flops_fwd_bwd"}
@@ -261,7 +274,7 @@ def test_validate_preset(hf, capsys, name):
 
 
 VARIANTS = [  # structure the presets do not exercise: (name, preset, overrides, tiny dims expected)
-    ("mistral-no-window-mqa", "mistral-7b-v0.1", {"sliding_window": None, "num_key_value_heads": 1}, {"kv": 1, "w": 128}),
+    ("mistral-no-window-mqa", "mistral-7b-v0.1", {"sliding_window": None, "num_key_value_heads": 1}, {"kv": 1}),
     ("mistral-mha-tied", "mistral-7b-v0.1", {"num_key_value_heads": 32, "tie_word_embeddings": True}, {"kv": 4}),
     ("mixtral-window-tied-top1", "mixtral-8x7b", {"sliding_window": 4096, "tie_word_embeddings": True,
                                                   "num_experts_per_tok": 1}, {"k": 1, "w": 128}),

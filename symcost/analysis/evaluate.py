@@ -29,9 +29,23 @@ def parse_assignments(items, env: Env) -> tuple[dict[str, int], dict[str, bool]]
                 suggest(name, [*env.dims, *env.options]),
             )
         if dim.definition is not None:
+            if dim.default is not None:
+                raise SymcostError(f"'{name}' is {dim.definition} by default; give its value when deriving (--set "
+                                   f"{name}=…, derive(set={{'{name}': …}})) so that the closed forms carry {name}")
             raise SymcostError(f"'{name}' is derived ({name} = {dim.definition}); set the dimensions it is made of")
         dims[name] = _positive(name, raw)
     return dims, options
+
+
+def assigned_names(items) -> set[str]:
+    """The names `--set` items (texts or (name, value) pairs) give values to; bad items are reported later."""
+    names = set()
+    for item in items:
+        if isinstance(item, tuple) and item:
+            names.add(str(item[0]))
+        elif isinstance(item, str) and "=" in item:
+            names.add(item.partition("=")[0].strip())
+    return names
 
 
 def _split(item: str) -> tuple[str, str]:

@@ -2,9 +2,13 @@
 
 One mapping file per model_type, `specs/hf/<model_type>.json`:
   spec      the .arch file (relative to specs/)
-  dims      spec dim -> config field, or {"field": name, "default": number | other field}
-  options   spec option -> {"field": name, "default": bool}, {"any_nonzero": [fields], "default": bool},
-            or {"differ": [dim rule, dim rule]} (true when the two fields differ)
+  dims      spec dim -> a rule (symcost.analysis.rules): `"n_embd"`, `"n_inner if n_inner != null else 4 * n_embd"`;
+            a rule giving null leaves the dim to the spec's default (`dim f = default 4 * h`)
+  options   spec option -> a rule giving true or false: `"feed_forward_proj == 'gated-gelu'"`
+  defaults  field -> transformers' class default, used when the config has no such field (null is a value)
+  fields    alias -> [config paths]: a nested field (`rope_parameters.partial_rotary_factor`) or several spellings
+  requires  [{"check": rule, "because": text}]: what the spec needs of every config it models
+  ignores   {reason: [fields]}: fields known to change nothing symcost derives (symcost.analysis.fields)
   derived   spec derived dim -> config field that must agree with it when present (head_dim -> d)
   validate  the transformers model and config classes `symcost validate` builds
   tiny      how `symcost validate` shrinks the config for its tiny model
@@ -82,21 +86,39 @@ class Resolved:
     checks: dict  # derived dim name -> (field, value) that must agree
     mapping: dict
     source: str
+    unset: tuple = ()  # dims whose rule gave null: the spec's default definition applies
+    fields: object = None  # symcost.analysis.fields.Account: the config's fields read, ignored, unknown
 
 
-def _field(config: dict, rule, dim: str, source: str, model_type: str):
-    field, default = (rule, None) if isinstance(rule, str) else (rule["field"], rule.get("default"))
-    if field in config and config[field] is not None:
-        return config[field]
-    if isinstance(default, str):
-        return _field(config, default, dim, source, model_type)
-    if default is not None:
-        return default
-    raise SymcostError(f"{source}: missing field '{field}' (needed for {dim} in a {model_type} config)")
+def _rule_tree(rule, where: str):
+    """A rule's syntax tree (symcost.analysis.rules)."""
+    from symcost.analysis.rules import parse
+
+    if not isinstance(rule, str):
+        raise SymcostError(f"{where}: a rule is an expression text such as \"n_embd\" or "
+                           f"\"n_inner if n_inner != null else 4 * n_embd\", not {str(rule)[:80]}")
+    return parse(rule, where)
+
+
+def _run_rule(rule, where: str, fields):
+    """Evaluate one rule over the config."""
+    from symcost.analysis.rules import evaluate
+
+    return evaluate(_rule_tree(rule, where), fields)
+
+
+def _rules_section(m: dict, key: str, model_type: str) -> dict:
+    section = m.get(key, {})
+    if not isinstance(section, dict):
+        raise SymcostError(f"the {model_type} mapping's '{key}' must be an object")
+    return section
 
 
 def resolve(config: dict, source: str) -> Resolved:
-    """Map a transformers config onto its spec's dims and options."""
+    """Map a transformers config onto its spec's dims and options, accounting for every field it carries."""
+    from symcost.analysis.fields import account
+    from symcost.analysis.rules import Fields, shown, whole
+
     table = mappings()
     model_type = config.get("model_type")
     if model_type is not None and not isinstance(model_type, str):
@@ -110,30 +132,91 @@ def resolve(config: dict, source: str) -> Resolved:
             suggest(model_type, table),
         )
     m = table[model_type]
-    values = {}
-    for dim, rule in m["dims"].items():
-        v = _field(config, rule, dim, source, model_type)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v > 10**15:
-            raise SymcostError(f"{source}: {dim} comes from a field that must be a positive integer, got {v!r}")
-        values[dim] = v
+    defaults, aliases = _rules_section(m, "defaults", model_type), _rules_section(m, "fields", model_type)
+    fields = Fields(config, defaults, aliases)
+
+    def run(rule, where: str):
+        try:
+            return _run_rule(rule, where, fields)
+        except SymcostError as e:
+            if e.loc is None and not e.message.startswith(source):
+                raise SymcostError(f"{source}: {e.message} (the {model_type} mapping's {where})", None, e.hint) from None
+            raise SymcostError(f"{source}: {e.message}", e.loc, e.hint) from None
+
+    values, unset = {}, []
+    for dim, rule in _rules_section(m, "dims", model_type).items():
+        v = run(rule, f"{model_type} mapping: dims.{dim}")
+        if v is None:
+            unset.append(dim)
+            continue
+        n = whole(v)
+        if n is None or n <= 0 or n > 10**15:
+            raise SymcostError(f"{source}: {dim} must be a positive integer, but the {model_type} mapping's rule "
+                               f"gives {shown(v)}", None, _rule_hint(rule))
+        values[dim] = n
     options = {}
-    for opt, rule in m.get("options", {}).items():
-        if isinstance(rule, dict) and "differ" in rule:  # true when two fields (resolved with defaults) differ
-            first, second = (_field(config, f, opt, source, model_type) for f in rule["differ"])
-            options[opt] = first != second
-            continue
-        if isinstance(rule, dict) and "any_nonzero" in rule:
-            present = [config[f] for f in rule["any_nonzero"] if config.get(f) is not None]
-            if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in present):
-                raise SymcostError(f"{source}: {', '.join(rule['any_nonzero'])} must be numbers")
-            options[opt] = any(v != 0 for v in present) if present else rule["default"]
-            continue
-        v = _field(config, rule, opt, source, model_type)
+    for opt, rule in _rules_section(m, "options", model_type).items():
+        v = run(rule, f"{model_type} mapping: options.{opt}")
         if not isinstance(v, bool):
-            raise SymcostError(f"{source}: option {opt} must be true or false, got {v!r}")
+            raise SymcostError(f"{source}: option {opt} must be true or false, but the {model_type} mapping's rule "
+                               f"gives {shown(v)}", None, _rule_hint(rule))
         options[opt] = v
-    checks = {dim: (fld, config[fld]) for dim, fld in m.get("derived", {}).items() if config.get(fld) is not None}
-    return Resolved(model_type, _mapped_spec(m, model_type), values, options, checks, m, source)
+    _requires(m, model_type, source, run, fields)
+    checks = {}
+    for dim, fld in _rules_section(m, "derived", model_type).items():
+        v = run(str(fld), f"{model_type} mapping: derived.{dim}") if (fld in config or fld in aliases) else None
+        if v is not None:
+            checks[dim] = (fld, v)
+    acc = account(config, m, model_type, set(fields.read) | _named_fields(m), fields.read, fields.defaulted, source)
+    return Resolved(model_type, _mapped_spec(m, model_type), values, options, checks, m, source, tuple(unset), acc)
+
+
+def _rule_hint(rule) -> str:
+    return f"the rule is {rule!r}"[:200]
+
+
+def _requires(m: dict, model_type: str, source: str, run, fields) -> None:
+    """`requires`: [{"check": rule, "because": text}], each true for every config the spec can model."""
+    from symcost.analysis.rules import shown
+
+    requires = m.get("requires", [])
+    if not isinstance(requires, list):
+        raise SymcostError(f"the {model_type} mapping's 'requires' must be a list")
+    for i, item in enumerate(requires):
+        if not isinstance(item, dict) or not isinstance(item.get("check"), str):
+            raise SymcostError(f"the {model_type} mapping's requires[{i}] must be {{\"check\": rule, \"because\": text}}")
+        before = dict(fields.read)
+        ok = run(item["check"], f"{model_type} mapping: requires[{i}]")
+        if ok is not True:
+            named = {k: v for k, v in fields.read.items() if k not in before or k in _names(item["check"])}
+            what = ", ".join(f"{k}={shown(v)}" for k, v in named.items()) or item["check"]
+            raise SymcostError(f"{source}: {what} is not supported: {item.get('because', item['check'])}")
+
+
+def _names(text: str) -> set:
+    """The field names a rule text reads (its syntax tree's names)."""
+    from symcost.analysis.rules import names_in, parse
+
+    return names_in(parse(text, "rule"))
+
+
+def _named_fields(m: dict) -> set:
+    """Every top-level config field a mapping's rules may read, whether or not this config took that branch."""
+    names = set()
+    for key in ("dims", "options"):
+        for rule in m.get(key, {}).values():
+            names |= _names(rule) if isinstance(rule, str) else set()
+    for item in m.get("requires", []):
+        if isinstance(item, dict) and isinstance(item.get("check"), str):
+            names |= _names(item["check"])
+    names |= {str(f) for f in m.get("derived", {}).values()}
+    aliases = m.get("fields", {})
+    out = set()
+    for name in names:
+        paths = aliases.get(name, [name])
+        for path in paths if isinstance(paths, list) else [paths]:
+            out.add(str(path).split(".")[0])
+    return out
 
 
 def _mapped_spec(m: dict, model_type: str) -> Path:

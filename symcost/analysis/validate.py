@@ -53,7 +53,20 @@ INPUTS = {
         "flops": "the sum of every floating-point output (e.g. last_hidden_state.sum() + pooler_output.sum())",
         "saved": "the same sum (an encoder has no loss of its own)",
     },
+    "image": {
+        "call": "model(pixel_values=x): b images of num_channels × side × side, side the tiny length (or the "
+                "config's image_size when the mapping names no length); they need no gradient",
+        "flops": "the sum of every floating-point output (logits, or last_hidden_state and pooler_output)",
+        "saved": "the same sum",
+    },
+    "speech_seq2seq": {
+        "call": "model(input_features=x, decoder_input_ids=ids): b × num_mel_bins × 2·max_source_positions "
+                "audio features (they need no gradient) and b×s decoder ids",
+        "flops": "logits.sum()",
+        "saved": "cross-entropy (labels=ids)",
+    },
 }
+SUMMED = ("encoder", "image")  # kinds whose backward starts from the sum of their outputs
 
 LABELS = {
     "params": "params (full size, meta)",
@@ -118,6 +131,7 @@ class Result:
     checks: list = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     inputs: str = "causal_lm"
+    fields: object = None  # symcost.analysis.fields.Account of the full config
 
     @property
     def ok(self) -> bool:
@@ -132,6 +146,7 @@ class Result:
             "model_class": self.model_class,
             "options": self.options,
             "dims": {"full": self.full_dims, "tiny": self.tiny_dims},
+            "config_fields": self.fields.as_json() if self.fields is not None else None,
             "conventions": {
                 "flops": "fma (a multiply-add counts 2), matmul-like ops only, as FlopCounterMode counts",
                 "tiny_dtype": DTYPE,
@@ -173,9 +188,10 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 def tiny_config(config: dict, mapping: dict, source: str) -> dict:
     """The config of the tiny model: the full config with the mapping's `tiny` rules applied.
 
-    A rule is a value (null clears the field), or {"relative_to": F, "equal": x, "one": y, "fewer": z}: x when
-    the full config's field equals field F (missing means equal), y when it is 1, z otherwise — this keeps
-    multi-head, multi-query and grouped-query attention what they are.
+    A rule is a value (null clears the field), {"if_set": x}: x when the full config sets the field (not null),
+    or {"relative_to": F, "equal": x, "one": y, "fewer": z}: x when the full config's field equals field F (missing
+    means equal), y when it is 1, z otherwise — this keeps multi-head, multi-query and grouped-query attention
+    what they are.
     """
     model_type = config.get("model_type")
     rules = mapping.get("tiny")
@@ -184,6 +200,10 @@ def tiny_config(config: dict, mapping: dict, source: str) -> dict:
     tiny = {k: v for k, v in config.items() if not k.startswith("_")}
     for key, rule in rules.items():
         if key.startswith("_"):
+            continue
+        if isinstance(rule, dict) and "if_set" in rule:  # a size that only matters when the field is set
+            if config.get(key) is not None:
+                tiny[key] = rule["if_set"]
             continue
         if isinstance(rule, dict):
             ref = rule.get("relative_to")
@@ -228,14 +248,29 @@ class _Plan:
         self.kwargs = validate.get("kwargs", {})
         if not isinstance(self.kwargs, dict) or not all(isinstance(k, str) for k in self.kwargs):
             raise SymcostError(f"{where}: kwargs must be an object of config fields")
-        self.lengths = validate.get("lengths", ["s"])
-        if not isinstance(self.lengths, list) or not self.lengths or not all(isinstance(n, str) for n in self.lengths):
+        self.window = validate.get("window")  # a spec dim: the KV cache is also checked past the window
+        if self.window is not None and not isinstance(self.window, str):
+            raise SymcostError(f"{where}: window must name a dim of the spec")
+        self.lengths = validate.get("lengths", [] if self.inputs == "image" else ["s"])
+        if not isinstance(self.lengths, list) or not all(isinstance(n, str) for n in self.lengths) or (
+                not self.lengths and self.inputs != "image"):
             raise SymcostError(f"{where}: lengths must be a list of dim names")
+        self.shapes = validate.get("shapes")  # the family's own default shapes (b, length)
+        if self.shapes is not None and not (isinstance(self.shapes, list) and all(
+                isinstance(x, list) and len(x) == 2 and all(isinstance(v, int) and v > 0 for v in x)
+                for x in self.shapes)):
+            raise SymcostError(f"{where}: shapes must be a list of [b, length] pairs")
         spec_path = Path(spec) if spec else self.full.spec
         self.spec = display_path(spec_path)
-        key = (str(spec_path.resolve()), tuple(sorted(self.full.options.items())))
+        self.tiny = None
+        if need_tiny:
+            self.tiny_config = tiny_config(config, self.mapping, source)
+            self.tiny = resolve(self.tiny_config, f"{source} (tiny)")
+        # dims with a default definition (dim f = default 4 * h) that either config sets are free in the graph
+        self.released = tuple(sorted(set(self.full.values) | set(self.tiny.values if self.tiny else ())))
+        key = (str(spec_path.resolve()), tuple(sorted(self.full.options.items())), self.released)
         if key not in _DERIVED:
-            graph = build(load(spec_path), options=self.full.options, dtype=DTYPE)
+            graph = build(load(spec_path), options=self.full.options, dtype=DTYPE, released=self.released)
             _DERIVED[key] = (graph, derive(graph, "fma"))
         self.graph, self.report = _DERIVED[key]
         env = self.graph.env
@@ -249,22 +284,27 @@ class _Plan:
             if name not in env.dims:
                 raise SymcostError(f"{self.spec} does not declare the dim '{name}' that validate sets (batch or a sequence length)")
         runtime = ("b", *self.lengths)
-        missing = [d.name for d in env.free_dims() if d.name not in self.full.values and d.name not in runtime]
+        used = set().union(*(e.free_symbols for e in self.report.totals.values() if hasattr(e, "free_symbols")))
+        missing = [d.name for d in env.free_dims()
+                   if d.name not in self.full.values and d.name not in runtime and d.symbol in used]
         if missing:
             raise SymcostError(f"{self.spec} has dims the {self.model_type} mapping does not set: {', '.join(missing)}")
         self.full_eval = self._evaluator(self.full.values, 1, 1)
         check_derived(self.full, self.full_eval)
-        self.tiny = None
-        if need_tiny:
-            self.tiny_config = tiny_config(config, self.mapping, source)
-            self.tiny = resolve(self.tiny_config, f"{source} (tiny)")
+        if self.tiny:
             check_derived(self.tiny, self._evaluator(self.tiny.values, 1, 1))
 
     def _evaluator(self, values: dict, b: int, s: int):
         from symcost.analysis.evaluate import Evaluator
 
-        extra = {"b": b, **{name: s for name in self.lengths}}
-        return Evaluator(self.graph.env, {**values, **extra})
+        values = {**values, "b": b, **{name: s for name in self.lengths}}
+        env = self.graph.env
+        for dim in env.dims.values():  # freed by the other config but not set by this one: its default
+            if dim.default is not None and dim.definition is None and dim.name not in values:
+                v = dim.default.xreplace({env.dims[k].symbol: v for k, v in values.items() if k in env.dims})
+                if v.is_Integer and v > 0:
+                    values[dim.name] = int(v)
+        return Evaluator(env, values)
 
     def prefill_report(self):
         """The same spec derived for --phase prefill (for the KV cache it writes), once per process."""
@@ -272,9 +312,10 @@ class _Plan:
         from symcost.model.builder import build
         from symcost.lang.parse import load
 
-        key = (self.spec, tuple(sorted(self.full.options.items())), "prefill")
+        key = (self.spec, tuple(sorted(self.full.options.items())), self.released, "prefill")
         if key not in _DERIVED:
-            graph = build(load(self.spec), options=self.full.options, dtype=DTYPE, phase="prefill")
+            graph = build(load(self.spec), options=self.full.options, dtype=DTYPE, phase="prefill",
+                          released=self.released)
             _DERIVED[key] = (graph, derive(graph, "fma"))
         return _DERIVED[key][1]
 
@@ -364,15 +405,30 @@ def build_tiny(model_cls, hf_config, inputs: str = "causal_lm"):
     return model
 
 
-def _ids(model, b: int, s: int):
+def _ids(model, b: int, s: int, inputs: str = "causal_lm", sized: bool = True):
+    """What the model is called with (INPUTS): token ids [b, s], or images, or audio features and decoder ids."""
     import torch
 
     gen = torch.Generator().manual_seed(SEED + 1000 * b + s)
-    return torch.randint(0, model.config.vocab_size, (b, s), generator=gen)
+    config = model.config
+    if inputs == "image":
+        side = s if sized else config.image_size
+        return torch.randn(b, config.num_channels, side, side, generator=gen)
+    if inputs == "speech_seq2seq":
+        frames = 2 * config.max_source_positions  # Whisper accepts exactly this many
+        features = torch.randn(b, config.num_mel_bins, frames, generator=gen)
+        return {"input_features": features,
+                "decoder_input_ids": torch.randint(0, config.vocab_size, (b, s), generator=gen)}
+    return torch.randint(0, config.vocab_size, (b, s), generator=gen)
 
 
 def _forward(model, ids, inputs: str = "causal_lm", labels: bool = False):
     """One forward pass as INPUTS[inputs] describes it; with `labels`, a language model computes its loss too."""
+    if inputs == "image":
+        return model(pixel_values=ids)
+    if inputs == "speech_seq2seq":
+        extra = {"labels": ids["decoder_input_ids"]} if labels else {}
+        return model(**ids, **extra, use_cache=False)
     if inputs == "causal_lm":
         return model(ids, labels=ids, use_cache=False) if labels else model(ids, use_cache=False)
     if inputs == "seq2seq":
@@ -386,7 +442,7 @@ def _loss(out, inputs: str = "causal_lm", labels: bool = False):
     """What backward starts from: the loss (labels), the logits' sum, or an encoder's outputs summed."""
     import torch
 
-    if inputs != "encoder":
+    if inputs not in SUMMED:
         return out.loss if labels else out.logits.sum()
     total = None
     for value in out.values():  # a ModelOutput: its non-None fields in order
@@ -444,7 +500,7 @@ def _positions(tiny: dict) -> int | None:
     return None
 
 
-def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_SHAPES, parts=PARTS,
+def validate(config: dict, source: str, spec: str | None = None, shapes=None, parts=PARTS,
              progress=_stderr) -> Result:
     """Run the checks in `parts` (params, flops, saved) for one transformers config (a dict)."""
     parts = tuple(parts)
@@ -452,9 +508,9 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
     if unknown:
         raise SymcostError(f"unknown validate part(s): {', '.join(unknown)}; use {', '.join(PARTS)}")
     need_tiny = "flops" in parts or "saved" in parts or "kv" in parts
-    shapes = [tuple(x) for x in shapes]
     plan = _Plan(config, source, spec, need_tiny)
-    if need_tiny:
+    shapes = [tuple(x) for x in (shapes or plan.shapes or DEFAULT_SHAPES)]
+    if need_tiny and plan.inputs in ("causal_lm", "seq2seq", "encoder", "speech_seq2seq"):
         limit = _positions(plan.tiny_config)
         too_long = [s for _, s in shapes if limit is not None and s > limit]
         if too_long:
@@ -468,6 +524,7 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
     result = Result(
         plan.model_type, source, plan.spec, plan.class_name, dict(plan.full.options), dict(plan.full.values),
         versions={"torch": torch.__version__, "transformers": transformers.__version__}, inputs=plan.inputs,
+        fields=plan.full.fields,
     )
     import warnings
 
@@ -489,25 +546,50 @@ def validate(config: dict, source: str, spec: str | None = None, shapes=DEFAULT_
             model = _build(f"tiny {plan.class_name}", source, build_tiny, model_cls, tiny_hf, plan.inputs)
             n = sum(p.numel() for p in model.parameters())
             result.checks.append(Check("tiny_params", plan.derived("params", values), n, True, "tiny"))
-            for b, s in shapes:
-                ids = _ids(model, b, s)
-                if "flops" in parts:
-                    fwd = plan.derived("matmul_flops_fwd", values, b, s)
-                    bwd = plan.derived("matmul_flops_bwd", values, b, s)
-                    measured = matmul_flops(model, ids, False, plan.inputs)
-                    result.checks.append(Check("matmul_flops_fwd", fwd, measured, True, "tiny", b, s))
-                    measured = matmul_flops(model, ids, True, plan.inputs)
-                    result.checks.append(Check("matmul_flops_fwd_bwd", fwd + bwd, measured, True, "tiny", b, s))
-                if "saved" in parts:
-                    act = plan.derived("activation_bytes", values, b, s)
-                    measured = saved_bytes(model, ids, plan.inputs)
-                    result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s))
-                if "kv" in parts and plan.inputs == "causal_lm":
-                    derived = plan.derived("kv_cache_bytes", values, b, s, plan.prefill_report())
-                    if derived:  # a spec that marks its keys and values with cache()
-                        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True,
-                                                   "tiny", b, s))
+            sized = bool(plan.lengths)
+            try:
+                _measure(plan, result, model, values, shapes, parts, sized, progress_fn)
+            except SymcostError:
+                raise
+            except Exception as e:  # the model cannot be called as the mapping says (wrong kind of inputs)
+                raise SymcostError(
+                    f"{source}: transformers could not run the tiny {plan.class_name} as the mapping's inputs "
+                    f"'{plan.inputs}' call it ({INPUTS[plan.inputs]['call']}): {type(e).__name__}: {_one_line(e)}"[:600],
+                    None, f"the mapping's validate entry names the inputs: one of {', '.join(INPUTS)}") from None
     return result
+
+
+def _measure(plan, result, model, values, shapes, parts, sized, progress_fn) -> None:
+    """The tiny model's FLOPs, saved bytes and KV cache at each shape (b, s)."""
+    import torch
+
+    for b, s in shapes:
+        ids = _ids(model, b, s, plan.inputs, sized)
+        if "flops" in parts:
+            fwd = plan.derived("matmul_flops_fwd", values, b, s)
+            bwd = plan.derived("matmul_flops_bwd", values, b, s)
+            measured = matmul_flops(model, ids, False, plan.inputs)
+            result.checks.append(Check("matmul_flops_fwd", fwd, measured, True, "tiny", b, s))
+            measured = matmul_flops(model, ids, True, plan.inputs)
+            result.checks.append(Check("matmul_flops_fwd_bwd", fwd + bwd, measured, True, "tiny", b, s))
+        if "saved" in parts:
+            act = plan.derived("activation_bytes", values, b, s)
+            measured = saved_bytes(model, ids, plan.inputs)
+            result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s))
+        if "kv" in parts and plan.inputs == "causal_lm":
+            _kv_check(plan, result, model, values, b, s)
+    window = values.get(plan.window) if plan.window else None
+    if "kv" in parts and plan.inputs == "causal_lm" and window:
+        b, s = 1, window + 3  # a prefill longer than the window: the cache keeps only the last w − 1
+        progress_fn(f"prefilling {s} tokens, past the window of {window}…")
+        _kv_check(plan, result, model, values, b, s, torch.randint(0, model.config.vocab_size, (b, s)))
+
+
+def _kv_check(plan, result, model, values, b, s, ids=None) -> None:
+    derived = plan.derived("kv_cache_bytes", values, b, s, plan.prefill_report())
+    if derived:  # a spec that marks its keys and values with cache()
+        ids = _ids(model, b, s) if ids is None else ids
+        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True, "tiny", b, s))
 
 
 def kv_cache_bytes(model, ids) -> int:
@@ -563,6 +645,10 @@ def render_text(r: Result) -> str:
     for row in (head, *rows):
         out.append(f"{row[0].ljust(w[0])}  {row[1].rjust(w[1])}  {row[2].rjust(w[2])}  {row[3].rjust(w[3])}  {row[4]}".rstrip())
     out.append("")
+    if r.fields is not None:
+        out.append("config fields:")
+        out += [f"  {line}" for line in r.fields.lines()]
+        out.append("")
     bad = [c for c in r.checks if not c.ok]
     if bad:
         out.append(f"FAILED: {len(bad)} exact quantit{'y' if len(bad) == 1 else 'ies'} disagree: "
@@ -589,7 +675,7 @@ def run(args) -> tuple[str, int]:
         config, source = preset_config(args.preset)
     else:
         raise SymcostError("symcost validate needs --hf-config FILE or --preset NAME")
-    shapes = parse_shapes(getattr(args, "shapes", None) or ",".join(f"{b}x{s}" for b, s in DEFAULT_SHAPES))
+    shapes = parse_shapes(args.shapes) if getattr(args, "shapes", None) else None  # None: the family's own
     result = validate(config, source, getattr(args, "spec", None), shapes)
     text = render_json(result) if getattr(args, "format", "text") == "json" else render_text(result)
     return text, 0 if result.ok else 1

@@ -14,8 +14,9 @@ def register(sub, common) -> None:
         "(reported). Exit status 1 when an exact quantity disagrees.",
     )
     source(v, "a .arch file (optional: chosen by model_type)", required_source=True)
-    v.add_argument("--shapes", default="2x16,3x32,1x64", metavar="BxS,...",
-                   help="batch x sequence sizes for the tiny-model FLOP checks (default: 2x16,3x32,1x64)")
+    v.add_argument("--shapes", default=None, metavar="BxS,...",
+                   help="batch x length (tokens, or image side) for the tiny-model checks (default: the family's "
+                        "own, else 2x16,3x32,1x64)")
     v.add_argument("--format", choices=("text", "json"), default="text")
 
 

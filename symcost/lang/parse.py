@@ -173,6 +173,9 @@ class _ToSyntax(Transformer):
     def dim_decl(self, meta, c):
         return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta))
 
+    def dim_default(self, meta, c):
+        return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta), default=True)
+
     def dtype_decl(self, meta, c):
         return S.DtypeDecl(str(c[0]), c[1], _string(c[2]), self._l(meta))
 

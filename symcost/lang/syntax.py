@@ -133,6 +133,7 @@ class DimDecl:
     doc: str | None
     tex: str | None
     loc: Loc = field(compare=False)
+    default: bool = False  # `dim f = default 4 * h`: derived unless a value is given for it (then free)
 
 
 @dataclass(frozen=True)

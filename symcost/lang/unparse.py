@@ -141,7 +141,7 @@ def _line(item) -> str:
     if isinstance(item, S.Include):
         return f'include "{item.path}"'
     if isinstance(item, S.DimDecl):
-        value = "" if item.value is None else f" = {_expr(item.value, 0)}"
+        value = "" if item.value is None else f" = {'default ' if item.default else ''}{_expr(item.value, 0)}"
         tex = "" if item.tex is None else f' tex "{item.tex}"'
         return f"dim {item.name}{value}{_doc(item.doc)}{tex}"
     if isinstance(item, S.DtypeDecl):

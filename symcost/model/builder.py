@@ -39,6 +39,7 @@ class Builder(Calls):
         phase: str = "train",
         vocab_parallel: bool = True,
         dtypes: dict | None = None,
+        released=(),
     ):
         if phase not in PHASES:
             raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
@@ -55,6 +56,7 @@ class Builder(Calls):
         self.value_overrides = dict(values or {})
         self.unroll = unroll
         self.env = Env()
+        self.env.released = set(released) | set(values or {})  # dims declared `dim f = default …` given values: free
         self.blocks: dict[str, S.BlockDef] = {}
         self.global_tensors: dict[str, Tensor] = {}
         self.kinds: dict[str, str] = {}

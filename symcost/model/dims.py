@@ -113,6 +113,7 @@ class Dim:
     definition: Expr | None  # in terms of free dims only; None for a free dim
     tex: str
     loc: Loc | None = field(default=None, compare=False)
+    default: Expr | None = None  # `dim f = default 4 * h`: the definition used unless a value is given for f
 
 
 def make_symbol(name: str) -> sp.Symbol:
@@ -237,6 +238,7 @@ class Env:
         self.quantize = "layers"
         self.values: dict[sp.Symbol, Expr] = {}  # concrete values of free dims (numeric mode)
         self.fixed: dict[str, Expr] = {}  # dims a phase pins (s = 1 new token in decode)
+        self.released: set[str] = set()  # dims with a default definition that are given values: free symbols
         self._declaring: str | None = None  # the dim whose definition is being read (options are not yet set)
         self.constraints: list[Constraint] = []  # sizes that must come out whole once the dims have values
 
@@ -254,7 +256,7 @@ class Env:
             raise SymcostError(f"dimension '{decl.name}' is declared twice", decl.loc)
         kinds(decl.name, decl.loc)
         sym = make_symbol(decl.name)
-        definition = None
+        definition = fallback = None
         if decl.value is not None:
             self._declaring = decl.name
             try:
@@ -263,8 +265,12 @@ class Env:
                 self._declaring = None
             if is_bad_size(definition):
                 raise SymcostError(f"dimension '{decl.name}' = {definition} is not a positive integer", decl.value.loc)
+            if getattr(decl, "default", False):
+                fallback = definition
+                if decl.name in self.released:
+                    definition = None
         tex = check_tex(decl.tex, decl.loc) if decl.tex is not None else default_tex(decl.name)
-        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, tex, decl.loc)
+        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, tex, decl.loc, fallback)
 
     def derived_defs(self) -> dict[sp.Symbol, Expr]:
         return {d.symbol: d.definition for d in self.dims.values() if d.definition is not None}

@@ -135,8 +135,9 @@ def arange(n: Dim) -> Rule:
 def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) -> Rule:
     """Keys or values kept for later tokens, [.., s, d] along `axis`. Train: the identity. Prefill: the s new
     entries are written to the cache. Decode (s = 1): the new entry is appended and all c cached entries are
-    read, so the result is [.., c, d]. A sliding `window` keeps at most that many entries. The cache holds its
-    entries in the build's cache dtype (--kv), else in x's own."""
+    read, so the result is [.., c, d]. A sliding `window` w keeps the last w − 1 entries (the next token attends
+    to them and itself: w in all), as transformers' sliding-window cache does; decode reads min(c, w). The cache
+    holds its entries in the build's cache dtype (--kv), else in x's own."""
     ax = axis_of(x, axis, "cache")
     if window is not None and is_bad_size(window):
         raise SymcostError(f"cache: a window must be a positive integer, not {window}")
@@ -145,12 +146,12 @@ def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) 
     if build.phase == "train":
         return Rule((Out(x.shape, view_of=x),), caches=True)
     if build.phase == "prefill":
-        kept = x.shape[ax] if window is None else sp.Min(x.shape[ax], window)
+        kept = x.shape[ax] if window is None else sp.Min(x.shape[ax], window - 1)
         stored = kept * per_entry
         return Rule((Out(x.shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored), caches=True)
-    kept = build.cache_len if window is None else sp.Min(build.cache_len, window)
-    shape = (*x.shape[:ax], kept, *x.shape[ax + 1 :])
-    stored = kept * per_entry
+    seen = build.cache_len if window is None else sp.Min(build.cache_len, window)
+    kept = build.cache_len if window is None else sp.Min(build.cache_len, window - 1)
+    shape = (*x.shape[:ax], seen, *x.shape[ax + 1 :])
     # write the new entry; the consumers of the result read all the cached ones, in the cache's dtype
     return Rule((Out(shape, dtype=build.cache_dtype, view_of=x),),
-                cost=Cost(cache_bytes=stored, io_bytes=x.numel * dtype.nbytes), caches=True)
+                cost=Cost(cache_bytes=kept * per_entry, io_bytes=x.numel * dtype.nbytes), caches=True)

@@ -116,6 +116,10 @@ def document(analysis, values) -> dict:
             for r in report.ops
         ],
     }
+    resolved = analysis.config
+    if resolved is not None and getattr(resolved, "fields", None) is not None:
+        doc["config"] = {"source": resolved.source, "model_type": resolved.model_type,
+                         "fields": resolved.fields.as_json(), "null_dims": list(resolved.unset)}
     if analysis.training is not None:
         doc["training"] = training(analysis, values)
     from symcost.present.fit import memory_shown

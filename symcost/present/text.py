@@ -122,6 +122,7 @@ def render(analysis, values, explain: bool = False, width: int | None = None) ->
             w.row(METRIC_TITLES[m], forms.text(metrics[m], collect), value, indent)
 
     if explain:
+        _config_fields(analysis, w)
         _explain(report, values, forms, w)
     w.lines.append("Per instance of each block")
     for b in report.blocks:
@@ -138,6 +139,18 @@ def render(analysis, values, explain: bool = False, width: int | None = None) ->
         if section:
             w.lines += ["", section.rstrip("\n")]
     return "\n".join(w.lines) + "\n"
+
+
+def _config_fields(analysis, w: _Writer) -> None:
+    """Which fields of the config (a preset or --hf-config) the mapping read, took by default, and ignored."""
+    resolved = analysis.config
+    if resolved is None or getattr(resolved, "fields", None) is None:
+        return
+    w.lines.append(f"Config fields ({resolved.source}, the {resolved.model_type} mapping)")
+    w.lines += [f"  {line}" for line in resolved.fields.lines()]
+    if resolved.unset:
+        w.lines.append("  null, the spec's default: " + ", ".join(resolved.unset))
+    w.lines.append("")
 
 
 def _explain(report, values, forms: Forms, w: _Writer) -> None:
