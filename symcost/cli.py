@@ -21,7 +21,8 @@ class _Parser(argparse.ArgumentParser):
         raise SymcostError(message, None, f"see `{self.prog} --help`")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with `only`, just that command's (what a run needs: the others are not imported)."""
     p = _Parser(
         prog="symcost",
         description="Derive closed-form costs (parameters, FLOPs, activation memory, traffic) of neural "
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--path", metavar="DIR", action="append", default=[],
                         help="look for specs, blocks, mappings (hf/), presets and devices (hardware/) in DIR before "
                         "the shipped ones; may be repeated (also: the SYMCOST_PATH environment variable)")
-    for name in NAMES:
+    for name in NAMES if only is None else (only,):
         _module(name).register(sub, common)
     return p
 
@@ -42,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Exit status: 0 success, 1 a validation that disagrees, 2 an error."""
     try:
-        args = _parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = _parser(argv[0] if argv and argv[0] in NAMES else None).parse_args(argv)
     except SystemExit as e:  # --help or --version
         return int(e.code or 0)
     except SymcostError as e:  # a usage error

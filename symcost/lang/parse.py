@@ -28,25 +28,67 @@ def _grammar_text() -> str:
     return resources.files("symcost.grammar").joinpath("arch.lark").read_text()
 
 
-def _private_cache(grammar: str) -> str | bool:
-    """A per-user cache file for Lark's parse tables, or False when no safe place exists.
+def _cache_dir() -> Path | None:
+    """The per-user cache directory, or None when no safe place exists.
 
-    Lark unpickles its cache, so it must never live where another user can write (such as /tmp):
-    the directory must be ours and closed to group and others.
+    What is cached there is unpickled, so it must never live where another user can write (such as /tmp):
+    the directory must be ours and closed to group and others. SYMCOST_NO_CACHE=1 turns caching off.
     """
+    if os.environ.get("SYMCOST_NO_CACHE"):
+        return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = Path(base) / "symcost"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = folder.stat()
         if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return False
+            return None
         if not os.access(folder, os.W_OK):
-            return False
+            return None
     except (OSError, AttributeError):
+        return None
+    return folder
+
+
+def _private_cache(grammar: str) -> str | bool:
+    """A per-user cache file for Lark's parse tables, or False when no safe place exists."""
+    folder = _cache_dir()
+    if folder is None:
         return False
     digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
     return str(folder / f"arch-grammar-{digest}.lark-cache")
+
+
+def _tree_cache(text: str, file: str, start: str) -> Path | None:
+    """Where a parse of this text (as this file, from this start rule, by this grammar and this module) is kept."""
+    folder = _cache_dir()
+    if folder is None:
+        return None
+    key = hashlib.sha256(_code_digest().encode())
+    for part in (file, start, text):
+        key.update(part.encode("utf-8", "surrogatepass"))
+        key.update(b"\0")
+    return folder / f"parsed-{key.hexdigest()[:32]}.json"
+
+
+@functools.cache
+def _code_digest() -> str:
+    """What a cached parse depends on besides the text: the grammar, this module and the syntax classes."""
+    key = hashlib.sha256()
+    for part in (_grammar_text(), Path(__file__).read_text(encoding="utf-8"),
+                 Path(S.__file__).read_text(encoding="utf-8")):
+        key.update(part.encode("utf-8", "surrogatepass"))
+    return key.hexdigest()
+
+
+MAX_CACHED_PARSES = 256
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest MAX_CACHED_PARSES parses (checked now and then, when a parse is written)."""
+    files = sorted(folder.glob("parsed-*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in files[MAX_CACHED_PARSES:]:
+        old.unlink(missing_ok=True)
 
 
 @functools.cache
@@ -334,7 +376,31 @@ def parse_expression(text: str, file: str = "<expression>") -> S.Expr:
 
 
 def _parse(text: str, file: str, start: str):
+    """The syntax of a text: from the private cache when this exact text was parsed before, else parsed (and
+    kept there when it parsed cleanly); errors are never cached."""
+    from symcost.lang import stored
+
     register_source(file, text)
+    cached = _tree_cache(text, file, start) if len(text) > 200 else None
+    if cached is not None and cached.is_file():
+        try:
+            return stored.load(cached.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # stale or damaged: parse afresh
+            pass
+    items = _parse_text(text, file, start)
+    if cached is not None:
+        try:
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(stored.dump(items), encoding="utf-8")
+            os.replace(tmp, cached)
+            if int.from_bytes(os.urandom(1), "little") < 8:  # about one write in 32
+                _prune(cached.parent)
+        except (OSError, ValueError, RecursionError):
+            pass
+    return items
+
+
+def _parse_text(text: str, file: str, start: str):
     _check_nesting(text, file)
     try:
         tree = _parser().parse(text, start=start)

@@ -12,7 +12,6 @@ import sympy as sp
 from symcost.errors import Loc, SymcostError, suggest
 from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
-from symcost.lang.unparse import unparse_expr
 from symcost.model.calls import Calls, kind_phrase
 from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
                                 set_derived)
@@ -373,6 +372,8 @@ class Builder(Calls):
         """`repeat n { … }`: the body once, × n. With `pattern [k1, …, km]` the layers cycle through m kinds:
         the body once per kind (its name true, the others false), each × n/m, in sequence."""
         count = self.env.dim_expr(st.count, self._locals(scope))
+        from symcost.lang.unparse import unparse_expr
+
         written = unparse_expr(st.count)
         self.env.require_whole(count, st.count.loc, "the repeat count", "a whole number of layers", least=0,
                                text=written)

@@ -24,11 +24,11 @@ def _value(values, expr, forms) -> str:
 
 
 def memory_section(analysis, values, forms, width: int = 100) -> str:
+    if not memory_shown(analysis):
+        return ""
     from symcost.analysis.memory import TITLES
     from symcost.present.text import _Writer
 
-    if not memory_shown(analysis):
-        return ""
     m = analysis.memory
     w = _Writer(width)
     w.lines.append(f"Memory per device ({analysis.report.graph.phase}; 1 GB = 10^9 bytes)")

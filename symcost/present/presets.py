@@ -23,12 +23,41 @@ def rows() -> list[dict]:
     return out
 
 
+def parameters(table: list[dict]) -> dict:
+    """Preset name -> (parameters, active per token), derived once per spec and options (not measured)."""
+    from symcost.api import derive
+
+    out = {}
+    for r in table:
+        if r["spec"] != "?":
+            v = derive(preset=r["name"]).at()
+            out[r["name"]] = (v.params, v.active_params)
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    """A Markdown table: preset, family, spec, title, and its parameters as derived (active per token too)."""
+    from symcost.present import units
+
+    counts = parameters(table)
+    lines = ["| preset | family | spec | title | parameters (derived) |", "|---|---|---|---|---:|"]
+    for r in table:
+        total, active = counts.get(r["name"], (None, None))
+        shown = "—" if total is None else units.integer(total)
+        if active is not None and active != total:
+            shown += f" ({units.integer(active)} active)"
+        lines.append(f"| {r['name']} | {r['model_type']} | {r['spec']} | {r['title']} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(fmt: str = "text") -> str:
     table = rows()
     if fmt == "json":
         return json.dumps(table, indent=2) + "\n"
     if not table:
         return "no presets on the search path\n"
+    if fmt == "markdown":
+        return markdown(table)
     cells = [(r["name"], r["model_type"], r["spec"], r["title"], " ".join(f"{k}={v}" for k, v in r["dims"].items()))
              for r in table]
     w = [max(len(c[i]) for c in cells) for i in range(4)]

@@ -193,11 +193,11 @@ def _explain(report, values, forms: Forms, w: _Writer) -> None:
 # ---- analyses ----------------------------------------------------------------------------------------------
 def training_section(analysis, values, forms: Forms) -> str:
     """Training-state memory per device: the accounting in words and formulas, numbers when dims are set."""
-    from symcost.analysis.training import OPTIMIZERS, STAGE_DOC
-
     st = analysis.training
     if st is None:
         return ""
+    from symcost.analysis.training import OPTIMIZERS, STAGE_DOC
+
     p = st.precision
     w, g, o = st.bytes_per_param
     lines = [
