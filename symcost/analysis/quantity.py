@@ -38,8 +38,8 @@ UNITS: dict[str, tuple[int | Fraction, str]] = {
 
 # name → (what it is, its unit kind); the expressions come from `quantity`
 QUANTITIES = {
-    "memory_bytes": ("memory per device: training state + activations (train), or weights + KV cache "
-                     "(prefill, decode)", "bytes"),
+    "memory_bytes": ("memory per device (docs/analysis.md): training state + activations (train), or weights "
+                     "+ KV cache + a step's live activations (prefill, decode), plus any reserve", "bytes"),
     "device_memory": ("the device's memory (with --device); `device` for short", "bytes"),
     "training_state_bytes": ("weights + gradients + optimizer state per device (train)", "bytes"),
     "gradient_bytes": ("gradients per device (train)", "bytes"),

@@ -24,7 +24,7 @@ def _header(plan) -> list[str]:
         f"given {given}" if given else "no dims given",
         f"plan: {what} on {plan.devices} × {dev.name} ({a.env.default_dtype.name} peak "
         f"{units.rate(s.peak, 'FLOP/s')}, {units.rate(s.bandwidth, 'B/s')}, "
-        f"{units.quantity(s.capacity, 'B')}; {dev.interconnect.kind} {units.rate(s.link, 'B/s')} per direction)",
+        f"{units.quantity(s.capacity, 'B', binary=True)}; {dev.interconnect.kind} {units.rate(s.link, 'B/s')} per direction)",
     ]
 
 

@@ -74,7 +74,7 @@ def _header(analysis) -> list[str]:
     lines = [f"{title} — {g.file}", conventions_line(analysis)]
     given = ", ".join(f"{k}={units.integer(v) if v >= 10**6 else v}" for k, v in analysis.values.items())
     device = analysis.device
-    tail = f" · device {device.name} ({units.quantity(device.memory_bytes, 'B')})" if device is not None else ""
+    tail = f" · device {device.name} ({units.quantity(device.memory_bytes, 'B', binary=True)})" if device is not None else ""
     if given or tail:
         lines.append(("given " + given if given else "no dims given") + tail)
     return lines
