@@ -70,6 +70,9 @@ def run(req: Request) -> "Analysis":
         values, options = {**resolved.values, **values}, {**resolved.options, **options}
     builder.set_options(options)
     graph = builder.build()
+    if degrees["ep"] is not None and not graph.expert_counts:
+        raise SymcostError(f"--ep {req.ep}: expert parallelism splits a mixture's experts, and "
+                           f"{graph.file} has no `experts` region")
     report = account(graph, req.flops, tuple(req.keep), recompute=req.recompute, flash=req.flash_attention,
                      tp=degrees["tp"], sp=req.sp, causal=req.causal, pp=degrees["pp"], ep=degrees["ep"],
                      other=req.other_flops, embedding=req.embedding_flops, stage=req.stage)

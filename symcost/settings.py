@@ -322,6 +322,19 @@ def validate(req: Request) -> Request:
     """Combinations that make no sense are errors, each naming the settings involved."""
     if req.sp and req.tp is None:
         raise SymcostError("sequence parallelism shards along the tensor-parallel group: give a degree with --tp")
+    if req.sp and req.phase == "decode":
+        raise SymcostError("--sp shards the sequence, and a decode step has one token per sequence: leave --sp out")
+    if not req.vocab_parallel and req.tp is None:
+        raise SymcostError("--no-vocab-parallel keeps the embedding and head whole under tensor parallelism: give "
+                           "a degree with --tp")
+    if req.phase != "train":
+        for name in ("zero", "dp", "optimizer", "precision"):
+            if getattr(req, name) not in (BY_NAME[name].default, None):
+                raise SymcostError(f"--{name.replace('_', '-')} describes the training state; --phase {req.phase} "
+                                   "has none (weights are held whole, or split by --tp/--pp/--ep)")
+    if req.generate is not None and req.pp is not None:
+        raise SymcostError("--generate bounds one sequence's latency, which passes every pipeline stage in turn; "
+                           "symcost reports one stage's work under --pp: leave --pp out (or use --tp)")
     if req.phase != "train":
         for name in ("recompute",):
             if getattr(req, name) != BY_NAME[name].default:
@@ -345,7 +358,15 @@ def validate(req: Request) -> Request:
 
 
 def _validate_dtypes(req: Request) -> None:
+    from symcost.model.dims import BUILTIN_DTYPES, FLOATING
+
     if req.phase == "train":
+        for name in ("dtype", "activations"):
+            value = getattr(req, name)
+            if value in BUILTIN_DTYPES and value not in FLOATING:
+                raise SymcostError(f"--{name} {value}: an integer type carries no gradient, so training cannot run "
+                                   "in it; train in fp32, bf16 or fp16 (or fp8), and quantize weights for inference "
+                                   "with --weights")
         for name, why in (("weights", "weight-only quantization is for inference (--phase prefill or decode); "
                                       "training precision is --precision"),
                           ("kv", "training keeps no KV cache")):

@@ -110,10 +110,13 @@ def test_header_and_json_state_the_dtypes(capsys):
 
 
 def test_a_sub_byte_default_dtype_prints_bits(capsys):
-    assert main(["derive", "gpt2", "--dtype", "int4", "--format", "json"]) == 0
+    assert main(["derive", "gpt2", "--phase", "prefill", "--dtype", "int4", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["conventions"]["dtype_bytes"] == 0.5
-    assert main(["derive", "gpt2", "--dtype", "int4"]) == 0
+    assert main(["derive", "gpt2", "--phase", "prefill", "--dtype", "int4"]) == 0
     assert "default dtype int4 (4 bits)" in capsys.readouterr().out
+    # an integer type carries no gradient: training in one is refused (its backward pass would be wrong)
+    assert main(["derive", "gpt2", "--dtype", "int8"]) == 2
+    assert "carries no gradient" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kw, words", [

@@ -306,6 +306,11 @@ def phase_summary(
                      "reach)" + (" plus the KV cache" if kv != 0 else " (the report has no KV cache bytes)"))
     if comm != 0:
         notes.append(f"communication: comm_bytes over one direction of {device.interconnect.kind}")
+    pp = getattr(getattr(report, "settings", None), "pp", None)
+    if pp is not None and pp != 1:
+        notes.append(f"pipeline: these bounds are one stage's work of {pp}; a token crosses the {pp} stages in turn, "
+                     f"so one micro-batch's latency is at least {pp} stages' time, and tokens/s holds only with "
+                     f"{pp} micro-batches in flight")
     roles = report.env.roles
     if roles.weights_given and roles.weights.name != dtype:
         notes.append(f"peak: weight-only quantization dequantizes the {roles.weights.name} weights and computes in "

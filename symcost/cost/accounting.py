@@ -274,6 +274,9 @@ def check_divisible(report: Report, values: dict) -> None:
                          f"{fmt_shape(p.shape)} along", p.loc,
                          "a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded "
                          "size, or keep the embedding and head whole with --no-vocab-parallel")
+    if st.sp and tp is not None and tp.is_Integer and "s" in env.dims:
+        _divides(tp, env.dims["s"].symbol, subs, f"--tp {tp} --sp: sequence parallelism splits the sequence,",
+                 env.dims["s"].loc)
     if ep is not None and ep.is_Integer:
         for count, loc in report.graph.expert_counts:
             _divides(ep, count, subs, f"--ep {ep}: expert parallelism splits the experts,", loc)

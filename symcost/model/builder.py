@@ -20,7 +20,8 @@ from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
 
 ONE = sp.Integer(1)
-MAX_OP_INSTANCES = 250_000  # op nodes one spec may elaborate to (about a minute of work)
+EXPANSION = 8  # op nodes a spec may elaborate to: 8 per op statement written, and at least MIN_OP_INSTANCES
+MIN_OP_INSTANCES = 2_000
 MAX_BLOCK_DEPTH = 64  # blocks calling blocks
 
 
@@ -129,9 +130,11 @@ class Builder(Calls):
         return self.graph
 
     def _check_size(self, stmts) -> None:
-        """Refuse, before building, a spec whose blocks expand to more op instances than MAX_OP_INSTANCES (a block
-        calling the next one twice, many levels deep, doubles at each level); a repeat is counted once."""
+        """Refuse, before building, a spec whose blocks expand to far more op instances than it writes (a block
+        calling the next one twice, many levels deep, doubles at each level): at most EXPANSION per op statement
+        and at least MIN_OP_INSTANCES, so time grows with the spec's size; a repeat is counted once."""
         memo: dict[str, int] = {}
+        limit = max(MIN_OP_INSTANCES, EXPANSION * _written_calls(self.module.items))
 
         def count(body, active: tuple) -> int:
             total = 0
@@ -147,9 +150,9 @@ class Builder(Calls):
                         total += memo[name]
                     else:
                         total += 1
-                    if total > MAX_OP_INSTANCES:
+                    if total > limit:
                         raise SymcostError(
-                            f"the spec expands to more than {MAX_OP_INSTANCES:,} op instances (blocks calling blocks "
+                            f"the spec expands to more than {limit:,} op instances (blocks calling blocks "
                             "several times each); a repeat is costed once: use repeat for layers", st.loc)
                 elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
                     total += count(st.body, active)
@@ -475,6 +478,23 @@ class Builder(Calls):
             out.update(s.names)
         return out
 
+
+
+def _written_calls(items) -> int:
+    """The op and block calls a module writes (in blocks and at the top, through every branch and region)."""
+    n = 0
+    stack = list(items)
+    while stack:
+        st = stack.pop()
+        if isinstance(st, S.Assign):
+            n += 1
+        elif isinstance(st, S.BlockDef):
+            stack.extend(st.body)
+        elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
+            stack.extend(st.body)
+        elif isinstance(st, S.If):
+            stack.extend((*st.then, *st.orelse))
+    return n
 
 
 def build(module: Module, **kwargs) -> Graph:

@@ -15,6 +15,9 @@ from symcost.model.scope import Ctx, Scope
 from symcost.ops.registry import OPS, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel, usage
 
 
+MAX_COST_TERMS = 20_000  # terms one op's cost may expand to
+
+
 class Calls:
     """The part of the Builder that elaborates calls (mixed into model.builder.Builder)."""
 
@@ -184,6 +187,13 @@ class Calls:
             raise e.with_loc(call.loc) from None
         for value, what, whole in rule.requires:
             self.env.require_whole(value, call.loc, what, whole)
+        from dataclasses import fields as cost_fields
+
+        from symcost.model.dims import expanded_terms
+
+        if any(expanded_terms(getattr(rule.cost, f.name)) > MAX_COST_TERMS for f in cost_fields(rule.cost)):
+            raise SymcostError(f"{call.name}: its cost expands to more than {MAX_COST_TERMS:,} terms (sizes made of "
+                               "long sums); write such sizes as new dimensions", call.loc)
         for out in rule.outputs:
             bad = next((x for x in out.shape if is_bad_size(x)), None)
             if bad is not None:

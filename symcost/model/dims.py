@@ -437,10 +437,36 @@ class Env:
         return "size"
 
 
+MAX_TERMS = 1000  # terms a dimension expression may expand to (a shape's product is expanded into costs)
+
+
 def _bounded(value: Expr, node) -> Expr:
     if value.is_number and value.is_finite and abs(value) > MAX_MAGNITUDE:
         raise SymcostError("a number in a dimension expression is too large (over 10^300)", node.loc)
+    if not value.is_number and expanded_terms(value) > MAX_TERMS:
+        raise SymcostError(f"this dimension expression expands to more than {MAX_TERMS:,} terms; write the size as a "
+                           "new dimension instead", node.loc)
     return value
+
+
+def expanded_terms(e: Expr) -> int:
+    """An upper bound on the terms of e once expanded, counted without expanding it: a sum adds its terms'
+    counts, a product multiplies them, (t terms)^k has at most C(t + k − 1, k)."""
+    from math import comb
+
+    if e.is_Add:
+        return sum(expanded_terms(a) for a in e.args)
+    if e.is_Mul:
+        n = 1
+        for a in e.args:
+            n *= expanded_terms(a)
+            if n > 10**9:
+                return n
+        return n
+    if e.is_Pow and e.exp.is_Integer and e.exp > 0:
+        t = expanded_terms(e.base)
+        return comb(t + int(e.exp) - 1, int(e.exp)) if t > 1 else 1
+    return 1
 
 
 def is_bad_size(x) -> bool:
