@@ -92,6 +92,7 @@ class Check:
     model: str  # "full" or "tiny"
     b: int | None = None
     s: int | None = None
+    length: str = "s"  # the spec dim s stands for (t: a decoder's tokens; H: an image's side)
 
     @property
     def difference(self) -> int:
@@ -103,7 +104,7 @@ class Check:
 
     def label(self) -> str:
         base = LABELS.get(self.quantity, self.quantity)
-        return base if self.b is None else f"{base}  b={self.b} s={self.s}"
+        return base if self.b is None else f"{base}  b={self.b} {self.length}={self.s}"
 
     def as_json(self) -> dict:
         return {
@@ -255,6 +256,7 @@ class _Plan:
         if not isinstance(self.lengths, list) or not all(isinstance(n, str) for n in self.lengths) or (
                 not self.lengths and self.inputs != "image"):
             raise SymcostError(f"{where}: lengths must be a list of dim names")
+        self.length = self.lengths[0] if self.lengths else "s"  # how the tiny length is labelled
         self.shapes = validate.get("shapes")  # the family's own default shapes (b, length)
         if self.shapes is not None and not (isinstance(self.shapes, list) and all(
                 isinstance(x, list) and len(x) == 2 and all(isinstance(v, int) and v > 0 for v in x)
@@ -494,7 +496,7 @@ def saved_bytes(model, ids, inputs: str = "causal_lm") -> int:
 
 
 def _positions(tiny: dict) -> int | None:
-    for key in ("n_positions", "max_position_embeddings"):
+    for key in ("n_positions", "max_position_embeddings", "max_target_positions"):
         if isinstance(tiny.get(key), int):
             return tiny[key]
     return None
@@ -569,13 +571,13 @@ def _measure(plan, result, model, values, shapes, parts, sized, progress_fn) -> 
             fwd = plan.derived("matmul_flops_fwd", values, b, s)
             bwd = plan.derived("matmul_flops_bwd", values, b, s)
             measured = matmul_flops(model, ids, False, plan.inputs)
-            result.checks.append(Check("matmul_flops_fwd", fwd, measured, True, "tiny", b, s))
+            result.checks.append(Check("matmul_flops_fwd", fwd, measured, True, "tiny", b, s, plan.length))
             measured = matmul_flops(model, ids, True, plan.inputs)
-            result.checks.append(Check("matmul_flops_fwd_bwd", fwd + bwd, measured, True, "tiny", b, s))
+            result.checks.append(Check("matmul_flops_fwd_bwd", fwd + bwd, measured, True, "tiny", b, s, plan.length))
         if "saved" in parts:
             act = plan.derived("activation_bytes", values, b, s)
             measured = saved_bytes(model, ids, plan.inputs)
-            result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s))
+            result.checks.append(Check("activation_bytes", act, measured, False, "tiny", b, s, plan.length))
         if "kv" in parts and plan.inputs == "causal_lm":
             _kv_check(plan, result, model, values, b, s)
     window = values.get(plan.window) if plan.window else None
@@ -589,7 +591,8 @@ def _kv_check(plan, result, model, values, b, s, ids=None) -> None:
     derived = plan.derived("kv_cache_bytes", values, b, s, plan.prefill_report())
     if derived:  # a spec that marks its keys and values with cache()
         ids = _ids(model, b, s) if ids is None else ids
-        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True, "tiny", b, s))
+        result.checks.append(Check("kv_cache_bytes", derived, kv_cache_bytes(model, ids), True, "tiny", b, s,
+                                   plan.length))
 
 
 def kv_cache_bytes(model, ids) -> int:
