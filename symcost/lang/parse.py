@@ -17,7 +17,8 @@ from symcost.errors import Loc, SymcostError, register_source
 FUNCS = ("min", "max", "floor", "ceil")  # the functions an expression may call
 MAX_DIGITS = 40
 _READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string", "BOOL": "true or false",
-             "COMPARE": "a comparison", "NOGRAD": "'nograd'", "FROZEN": "'frozen'"}
+             "COMPARE": "a comparison", "NOGRAD": "'nograd'", "FROZEN": "'frozen'",
+             "DECODE": "'decode'"}
 
 
 def _grammar_text() -> str:
@@ -172,6 +173,9 @@ class _ToSyntax(Transformer):
 
     def dim_decl(self, meta, c):
         return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta))
+
+    def dim_decode(self, meta, c):
+        return S.DimDecl(str(c[0]), None, _string(c[2]), c[3], self._l(meta), decode=True)
 
     def dim_default(self, meta, c):
         return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta), default=True)
