@@ -164,21 +164,60 @@ def _loss(out, inputs: str = "causal_lm", labels: bool = False):
     return total
 
 
-def matmul_flops(model, ids, train: bool, inputs: str = "causal_lm") -> int:
-    """FlopCounterMode's total for one forward (eval, no_grad) or one forward + backward (train, loss per INPUTS)."""
+def matmul_flops(model, ids, train: bool, inputs: str = "causal_lm", raw: list | None = None) -> int:
+    """FlopCounterMode's total for one forward (eval, no_grad) or one forward + backward (train, loss per INPUTS).
+
+    torch's formula for a convolution's weight gradient ignores groups (a depthwise convolution's is counted
+    groups times over); the count returned counts it as the convolution it is (CORRECTED_CONV). `raw`, a list,
+    receives the counter's own total."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    conv_raw: list = []
     if train:
         model.train()
-        with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as fc:
+        with torch.random.fork_rng(devices=[]), FlopCounterMode(
+                display=False, custom_mapping=_corrected_conv_backward(conv_raw)) as fc:
             _loss(_forward(model, ids, inputs), inputs).backward()
         model.zero_grad(set_to_none=True)
     else:
         model.eval()
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             _forward(model, ids, inputs)
-    return int(fc.get_total_flops())
+    total = int(fc.get_total_flops())
+    if raw is not None:
+        conv = fc.get_flop_counts()["Global"].get(torch.ops.aten.convolution_backward, 0)
+        raw.append(total - int(conv) + sum(conv_raw))
+    return total
+
+
+CORRECTED_CONV = ("the weight gradient of a convolution is counted as the convolution x * grad_out it is, "
+                  "2·b·C_out·(C_in/groups)·∏kernel·∏out; torch.utils.flop_counter.conv_backward_flop counts it "
+                  "as if groups were 1")
+
+
+def _corrected_conv_backward(raw: list) -> dict:
+    """A FlopCounterMode mapping for aten.convolution_backward: the input gradient as torch counts it, the weight
+    gradient with groups (CORRECTED_CONV); torch's own figure of each call is appended to `raw`."""
+    import torch
+    from torch.utils.flop_counter import conv_backward_flop, conv_flop_count, get_shape
+
+    def corrected(*args, out_val=None, **kwargs) -> int:  # aten.convolution_backward's own arguments (raw)
+        torch_count = conv_backward_flop(*args, out_val=out_val, **kwargs)
+        raw.append(torch_count)
+        grad_out, x, w = (get_shape(a) for a in args[:3])
+        transposed, output_mask = args[7], args[10]
+        if transposed:
+            return torch_count
+        flops = 0
+        if output_mask[0]:
+            flops += conv_flop_count(grad_out, w, get_shape(out_val[0]), True)
+        if output_mask[1]:
+            flops += conv_flop_count(x, w, grad_out)  # the forward's products, once more
+        return flops
+
+    corrected._get_raw = True  # FlopCounterMode passes the tensors, not only their shapes
+    return {torch.ops.aten.convolution_backward: corrected}
 
 
 def saved_bytes(model, ids, inputs: str = "causal_lm") -> int:
@@ -205,17 +244,31 @@ def saved_bytes(model, ids, inputs: str = "causal_lm") -> int:
 
 
 def kv_cache_bytes(model, ids) -> int:
-    """Bytes of the keys and values a transformers cache holds after one prefill (eval, no_grad)."""
+    """Bytes a transformers cache holds after one prefill (eval, no_grad): every layer's keys and values, or a
+    state-space layer's states (Mamba's conv_states and recurrent_states)."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        cache = model(ids, use_cache=True).past_key_values
-    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+        out = model(ids, use_cache=True)
+    cache = getattr(out, "past_key_values", None)
+    return _cache_bytes(cache if cache is not None else out.cache_params)
 
 
 def _cache_bytes(cache) -> int:
-    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    import torch
+
+    total = 0
+    for layer in cache.layers:
+        tensors = [getattr(layer, "keys", None), getattr(layer, "values", None)]
+        for name in ("conv_states", "recurrent_states"):  # a linear-attention (state-space) layer's
+            states = getattr(layer, name, None)
+            if isinstance(states, dict):
+                tensors += list(states.values())
+            elif isinstance(states, (list, tuple)):
+                tensors += list(states)
+        total += sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    return total
 
 
 def encoder_decoder_caches(model, batch, inputs: str) -> dict:

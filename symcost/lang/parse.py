@@ -89,9 +89,10 @@ def _check_strings(tree, file: str) -> None:
 class _ToSyntax(Transformer):
     """Builds frozen dataclasses from the parse tree, node by node; no text is ever evaluated."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, funcs: tuple = FUNCS):
         super().__init__()
         self.file = file
+        self.funcs = funcs  # the functions an expression may call (a mapping rule has a few more)
 
     def _l(self, meta) -> Loc:
         return _loc(self.file, meta)
@@ -121,9 +122,9 @@ class _ToSyntax(Transformer):
 
     def func(self, meta, c):
         name = str(c[0])
-        if name not in FUNCS:
+        if name not in self.funcs:
             raise SymcostError(
-                f"unknown function '{name}' in an expression; only {', '.join(FUNCS)} are allowed",
+                f"unknown function '{name}' in an expression; only {', '.join(self.funcs)} are allowed",
                 _tok_loc(self.file, c[0]),
             )
         if name in ("floor", "ceil") and len(c) != 2:
@@ -331,13 +332,14 @@ def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
     return _parse(text, file, "start")
 
 
-def parse_expression(text: str, file: str = "<expression>") -> S.Expr:
+def parse_expression(text: str, file: str = "<expression>", funcs: tuple = FUNCS) -> S.Expr:
     """Parse one expression on its own (`int_dim * 2`, `if(use_sliding_window, sliding_window, null)`, `a == "x"`)
-    into a syntax node, with the spec language's grammar; errors are located in `file`. Nothing is evaluated."""
-    return _parse(text, file, "expression")
+    into a syntax node, with the spec language's grammar; errors are located in `file`. Nothing is evaluated.
+    `funcs`: the functions it may call (FUNCS; a mapping rule adds its own)."""
+    return _parse(text, file, "expression", funcs)
 
 
-def _parse(text: str, file: str, start: str):
+def _parse(text: str, file: str, start: str, funcs: tuple = FUNCS):
     register_source(file, text)
     _check_nesting(text, file)
     try:
@@ -358,7 +360,7 @@ def _parse(text: str, file: str, start: str):
         raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col), hint) from None
     try:
         _check_strings(tree, file)
-        return _ToSyntax(file).transform(tree)
+        return _ToSyntax(file, funcs).transform(tree)
     except RecursionError:
         raise _too_deep(text, file) from None
     except VisitError as e:

@@ -75,9 +75,9 @@ class Builder(Calls):
                 raise SymcostError(f"'{name}' is already declared as an input", loc)
             if name in OPS and kind == "block":
                 raise SymcostError(f"block '{name}' has the name of a built-in op", loc)
-            if name == "training":
-                raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
-                                   loc)
+            if name in ("training", "decoding"):
+                raise SymcostError(f"'{name}' is a built-in option (true when --phase is "
+                                   f"{'train' if name == 'training' else 'decode'}); use another name", loc)
             self.kinds[name] = kind
 
         return claim
@@ -193,6 +193,8 @@ class Builder(Calls):
         marked `decode`, = 1) against c cached ones."""
         self.env.options["training"] = self.phase == "train"
         self.env.option_docs["training"] = "built in: true in the train phase, false in prefill and decode"
+        self.env.options["decoding"] = self.phase == "decode"
+        self.env.option_docs["decoding"] = "built in: true in the decode phase (one new token against a cache)"
         if self.phase != "decode":
             return
         name = self.env.decode_dim
@@ -217,8 +219,8 @@ class Builder(Calls):
 
     def _apply_options(self) -> None:
         for key, value in self.option_overrides.items():
-            if key == "training":
-                raise SymcostError("'training' follows --phase (train, prefill or decode); it cannot be set")
+            if key in ("training", "decoding"):
+                raise SymcostError(f"'{key}' follows --phase (train, prefill or decode); it cannot be set")
             if key not in self.env.options:
                 raise SymcostError(f"unknown option '{key}'", None, suggest(key, self.env.options))
             self.env.options[key] = value

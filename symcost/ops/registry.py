@@ -249,4 +249,4 @@ def usage(op_name: str) -> str:
 
 
 # every family of ops registers itself on import (they import this module's names, all defined above)
-from symcost.ops import conv, elementwise, layers, layout  # noqa: E402,F401
+from symcost.ops import conv, elementwise, layers, layout, ssm  # noqa: E402,F401
