@@ -156,3 +156,15 @@ def test_validate_reports_the_raw_counter_beside_the_corrected_one(hf):
     assert [c.measured for c in result.checks if c.quantity == "kv_cache_bytes"] == [12_288, 24_576]
     text = V.render_text(result)
     assert "FlopCounterMode's own fwd+bwd" in text and "ignores groups" in text
+
+
+def test_fixed_size_cache_and_decoding_errors(tmp_path):
+    path = tmp_path / "bad.arch"
+    path.write_text("dim b\ndim s\ndim k\ndim w\ninput x: [b, 4, s]\ny = cache(x, axis=-1, keep=k, window=w)\n")
+    with pytest.raises(SymcostError, match="give one of window, once and keep"):
+        symcost.derive(str(path), phase="prefill")
+    path.write_text("dim b\ndim s\noption decoding = true\n")
+    with pytest.raises(SymcostError, match="'decoding' is a built-in option"):
+        symcost.derive(str(path))
+    with pytest.raises(SymcostError, match="'decoding' follows --phase"):
+        symcost.derive("mamba", set={"decoding": True})
