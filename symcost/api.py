@@ -63,8 +63,9 @@ def run(req: Request) -> "Analysis":
     degrees = {name: _degree(getattr(req, name), env, name) for name in ("tp", "pp", "ep")}
     dp = _degree(req.dp if req.dp is not None else "N_d", env, "dp") if req.training else None
     values, options = parse_assignments(list(req.values), env)
-    if req.phase == "decode" and "s" in values:
-        raise SymcostError("--phase decode computes one new token per sequence (s = 1); set c, the cached tokens")
+    if req.phase == "decode" and env.decode_dim in values:
+        raise SymcostError(f"--phase decode computes one new token per sequence ({env.decode_dim} = 1); set c, the "
+                           "cached tokens")
     if resolved:
         _check_names(resolved, env)
         values, options = {**resolved.values, **values}, {**resolved.options, **options}

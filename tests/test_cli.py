@@ -143,7 +143,7 @@ def test_presets_listing(capsys):
 def test_ops_listing(capsys):
     code, out, _ = run(capsys, "ops")
     assert code == 0 and "linear(x, out=none, bias=true, weight=none, parallel=none)" in out
-    assert "cache(x, axis=-2, window=none)" in out
+    assert "cache(x, axis=-2, window=none, once=false, keep=none)" in out
     code, out, _ = run(capsys, "ops", "softmax")
     assert code == 0 and "saves its output" in out
     code, _, err = run(capsys, "ops", "sofmax")

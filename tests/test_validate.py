@@ -320,5 +320,7 @@ def test_cli_json_conventions_follow_the_inputs(hf, capsys, name, inputs):
     assert data["ok"] is True and data["model_class"] == mappings()[name.split("-")[0]]["validate"]["class"]
     assert data["conventions"]["inputs"] == V.INPUTS[inputs]["call"]
     assert data["conventions"]["flops_loss"] == V.INPUTS[inputs]["flops"]
+    generation = ["kv_cache_self", "kv_cache_cross", "decode_step_flops", "decode_step_kv"]  # an encoder–decoder's
     assert [c["quantity"] for c in data["checks"]] == [
-        "params", "tiny_params", "matmul_flops_fwd", "matmul_flops_fwd_bwd", "activation_bytes"]
+        "params", "tiny_params", "matmul_flops_fwd", "matmul_flops_fwd_bwd", "activation_bytes",
+        *(generation if inputs == "seq2seq" else [])]

@@ -139,7 +139,7 @@ def live_activations(report) -> sp.Expr:
             continue
         for t in (*node.inputs, *node.outputs):
             store = storages[t.storage]
-            if not t.is_param and t.storage not in inner and store.label != "parameter":
+            if not t.is_param and t.storage not in inner and store.label not in ("parameter", "cache"):
                 outside[t.storage] = store.mult
     total = [_bytes(storages[sid], st) * mult for sid, mult in outside.items()]
     for tag, nodes in regions.items():

@@ -28,6 +28,7 @@ FUNCS = {
     "ceil": "round up (transformers' math.ceil)",
     "min": "the smallest of its arguments",
     "max": "the largest of its arguments",
+    "is_number": "true when its argument is a number (a field that may also be a word: time_step_rank \"auto\")",
 }
 
 
@@ -37,7 +38,7 @@ def parse(text: str, file: str):
 
     if len(text) > MAX_RULE_CHARS:
         raise SymcostError(f"{file}: a rule of {len(text)} characters is too long (at most {MAX_RULE_CHARS})")
-    return parse_expression(text, file)
+    return parse_expression(text, file, tuple(FUNCS))
 
 
 def kind(value) -> str:
@@ -225,6 +226,10 @@ class _Eval:
         if name not in FUNCS:
             raise SymcostError(f"unknown function '{name}' in a mapping rule; known: {', '.join(FUNCS)}", node.loc)
         args = [self.value(a) for a in node.args]
+        if name == "is_number":
+            if len(args) != 1:
+                raise SymcostError("is_number() takes one value", node.loc)
+            return _is_number(args[0])
         for a, arg in zip(node.args, args):
             if not _is_number(arg):
                 raise SymcostError(f"{name}() takes numbers, but this is {kind(arg)} ({shown(arg)})", a.loc)

@@ -152,7 +152,8 @@ def serving(analysis) -> Serving:
     req = analysis.request
     if req.generate is None or analysis.summary is None:
         raise SymcostError("serving bounds need --generate N and --device")
-    values = tuple((k, v) for k, v in req.values if k != "s")
+    step = analysis.env.decode_dim  # the prompt's length: s, or a decoder's t (an encoder's length stays)
+    values = tuple((k, v) for k, v in req.values if k != step)
     try:
         decode = run(with_values(req, phase="decode", generate=None, values=values))
     except SymcostError as e:
@@ -167,13 +168,13 @@ def serving(analysis) -> Serving:
     devices = sp.Integer(1)
     for degree in (st.tp, st.pp):
         devices = devices * (degree if degree is not None else 1)
-    prompt = env.dims["s"].symbol
+    prompt = env.dims[step].symbol
     batch = env.dims["b"].symbol if "b" in env.dims else sp.Integer(1)
     last = prompt + req.generate - 1
     kv_end = decode.report.totals["kv_cache_bytes"].xreplace({c: last})
     memory_end = sp.expand(decode.memory.total.xreplace({c: last}))
     notes = ["TTFT: the prefill's bound, its last logits give the first token; TPOT: the mean over the n − 1 "
-             "decode steps at c = s + 1 … s + n − 1"]
+             f"decode steps at c = {step} + 1 … {step} + n − 1"]
     if st.pp is not None and st.pp != 1:
         notes.append(f"with --pp {st.pp}: the bounds are one pipeline stage's work")
     return Serving(req.generate, prompt, batch, c, prefill_s.time, work, devices, sp.expand(kv_end), memory_end,

@@ -11,6 +11,7 @@ from symcost.present.units import quantity as human
 from symcost.present.text import forms_for
 
 HEADLINE_B, HEADLINE_S = 1, 2048
+DTYPE = "bf16"  # every family on the page in 16 bits, whatever its spec's default (fp32 for ViT, Whisper, Mamba)
 LAYER_METRICS = (
     ("params", "parameters"),
     ("active_params", "active parameters"),
@@ -39,8 +40,8 @@ def render() -> str:
     for spec_name in sorted(by_spec):
         spec_path = specs_dir() / spec_name
         module = load(spec_path)
-        train = derive(build(module))
-        prefill = derive(build(module, phase="prefill"))
+        train = derive(build(module, dtype=DTYPE))
+        prefill = derive(build(module, phase="prefill", dtype=DTYPE))
         forms = forms_for(train)
         g = train.graph
         out += [f"## {g.title or g.name} — `specs/{spec_name}`", ""]
@@ -65,8 +66,8 @@ def render() -> str:
             values = {"b": HEADLINE_B, **r.values}
             for dim in train.env.free_dims():  # s, and any other sequence length (a decoder's), at the headline
                 values.setdefault(dim.name, HEADLINE_S)
-            rep_t = derive(build(module, options=r.options))
-            rep_p = derive(build(module, options=r.options, phase="prefill"))
+            rep_t = derive(build(module, options=r.options, dtype=DTYPE))
+            rep_p = derive(build(module, options=r.options, phase="prefill", dtype=DTYPE))
             ev = Evaluator(rep_t.env, values)
             tokens = HEADLINE_B * HEADLINE_S
             params = ev(rep_t.totals["params"])

@@ -17,7 +17,8 @@ from symcost.errors import Loc, SymcostError, register_source
 FUNCS = ("min", "max", "floor", "ceil")  # the functions an expression may call
 MAX_DIGITS = 40
 _READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a quoted string", "BOOL": "true or false",
-             "COMPARE": "a comparison", "NOGRAD": "'nograd'", "FROZEN": "'frozen'"}
+             "COMPARE": "a comparison", "NOGRAD": "'nograd'", "FROZEN": "'frozen'",
+             "DECODE": "'decode'"}
 
 
 def _grammar_text() -> str:
@@ -130,9 +131,10 @@ def _check_strings(tree, file: str) -> None:
 class _ToSyntax(Transformer):
     """Builds frozen dataclasses from the parse tree, node by node; no text is ever evaluated."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, funcs: tuple = FUNCS):
         super().__init__()
         self.file = file
+        self.funcs = funcs  # the functions an expression may call (a mapping rule has a few more)
 
     def _l(self, meta) -> Loc:
         return _loc(self.file, meta)
@@ -162,9 +164,9 @@ class _ToSyntax(Transformer):
 
     def func(self, meta, c):
         name = str(c[0])
-        if name not in FUNCS:
+        if name not in self.funcs:
             raise SymcostError(
-                f"unknown function '{name}' in an expression; only {', '.join(FUNCS)} are allowed",
+                f"unknown function '{name}' in an expression; only {', '.join(self.funcs)} are allowed",
                 _tok_loc(self.file, c[0]),
             )
         if name in ("floor", "ceil") and len(c) != 2:
@@ -214,6 +216,9 @@ class _ToSyntax(Transformer):
 
     def dim_decl(self, meta, c):
         return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta))
+
+    def dim_decode(self, meta, c):
+        return S.DimDecl(str(c[0]), None, _string(c[2]), c[3], self._l(meta), decode=True)
 
     def dim_default(self, meta, c):
         return S.DimDecl(str(c[0]), c[1], _string(c[2]), c[3], self._l(meta), default=True)
@@ -369,25 +374,26 @@ def parse_text(text: str, file: str) -> tuple[S.Item, ...]:
     return _parse(text, file, "start")
 
 
-def parse_expression(text: str, file: str = "<expression>") -> S.Expr:
+def parse_expression(text: str, file: str = "<expression>", funcs: tuple = FUNCS) -> S.Expr:
     """Parse one expression on its own (`int_dim * 2`, `if(use_sliding_window, sliding_window, null)`, `a == "x"`)
-    into a syntax node, with the spec language's grammar; errors are located in `file`. Nothing is evaluated."""
-    return _parse(text, file, "expression")
+    into a syntax node, with the spec language's grammar; errors are located in `file`. Nothing is evaluated.
+    `funcs`: the functions it may call (FUNCS; a mapping rule adds its own)."""
+    return _parse(text, file, "expression", funcs)
 
 
-def _parse(text: str, file: str, start: str):
+def _parse(text: str, file: str, start: str, funcs: tuple = FUNCS):
     """The syntax of a text: from the private cache when this exact text was parsed before, else parsed (and
     kept there when it parsed cleanly); errors are never cached."""
     from symcost.lang import stored
 
     register_source(file, text)
-    cached = _tree_cache(text, file, start) if len(text) > 200 else None
+    cached = _tree_cache(text, file, start + ":" + ",".join(funcs)) if len(text) > 200 else None
     if cached is not None and cached.is_file():
         try:
             return stored.load(cached.read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError, RecursionError):  # stale or damaged: parse afresh
             pass
-    items = _parse_text(text, file, start)
+    items = _parse_text(text, file, start, funcs)
     if cached is not None:
         try:
             tmp = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -400,7 +406,7 @@ def _parse(text: str, file: str, start: str):
     return items
 
 
-def _parse_text(text: str, file: str, start: str):
+def _parse_text(text: str, file: str, start: str, funcs: tuple = FUNCS):
     _check_nesting(text, file)
     try:
         tree = _parser().parse(text, start=start)
@@ -420,7 +426,7 @@ def _parse_text(text: str, file: str, start: str):
         raise SymcostError(f"unexpected {str(e.token)!r}" + _expected(e), Loc(file, line, col), hint) from None
     try:
         _check_strings(tree, file)
-        return _ToSyntax(file).transform(tree)
+        return _ToSyntax(file, funcs).transform(tree)
     except RecursionError:
         raise _too_deep(text, file) from None
     except VisitError as e:

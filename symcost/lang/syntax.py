@@ -134,6 +134,7 @@ class DimDecl:
     tex: str | None
     loc: Loc = field(compare=False)
     default: bool = False  # `dim f = default 4 * h`: derived unless a value is given for it (then free)
+    decode: bool = False  # `dim t decode`: the sequence length one decode step fixes to 1 (s unless a dim says so)
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ def _line(item) -> str:
     if isinstance(item, S.DimDecl):
         value = "" if item.value is None else f" = {'default ' if item.default else ''}{_expr(item.value, 0)}"
         tex = "" if item.tex is None else f' tex "{item.tex}"'
-        return f"dim {item.name}{value}{_doc(item.doc)}{tex}"
+        return f"dim {item.name}{value}{' decode' if item.decode else ''}{_doc(item.doc)}{tex}"
     if isinstance(item, S.DtypeDecl):
         return f"dtype {item.name} = {_expr(item.nbytes, 0)}{_doc(item.doc)}"
     if isinstance(item, S.DefaultDtype):

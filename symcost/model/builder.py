@@ -16,6 +16,7 @@ from symcost.model.calls import Calls, kind_phrase
 from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
                                 set_derived)
 from symcost.model.graph import Family, Graph, Param, Storage, Tensor
+from symcost.model.prune import prune_for_decode
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
 
@@ -74,9 +75,9 @@ class Builder(Calls):
                 raise SymcostError(f"'{name}' is already declared as an input", loc)
             if name in OPS and kind == "block":
                 raise SymcostError(f"block '{name}' has the name of a built-in op", loc)
-            if name == "training":
-                raise SymcostError("'training' is a built-in option (true when --phase is train); use another name",
-                                   loc)
+            if name in ("training", "decoding"):
+                raise SymcostError(f"'{name}' is a built-in option (true when --phase is "
+                                   f"{'train' if name == 'training' else 'decode'}); use another name", loc)
             self.kinds[name] = kind
 
         return claim
@@ -185,24 +186,31 @@ class Builder(Calls):
         if self.phase == "decode" and not any(op.caches for op in self.graph.ops):
             raise SymcostError(f"--phase decode: {self.module.path} keeps nothing for later tokens; mark the keys and "
                                "values that generation caches with cache(...)")
+        if self.phase == "decode":
+            prune_for_decode(self.graph)
         return self.graph
 
     def _phase_setup(self) -> None:
-        """The built-in option `training`, and for decoding: one new token (s = 1) against c cached ones."""
+        """The built-in option `training`, and for decoding: one new token (the decode dim, s unless a dim is
+        marked `decode`, = 1) against c cached ones."""
         self.env.options["training"] = self.phase == "train"
         self.env.option_docs["training"] = "built in: true in the train phase, false in prefill and decode"
+        self.env.options["decoding"] = self.phase == "decode"
+        self.env.option_docs["decoding"] = "built in: true in the decode phase (one new token against a cache)"
         if self.phase != "decode":
             return
-        if "s" not in self.env.dims:
-            raise SymcostError("--phase decode needs the spec's sequence dimension to be named s")
+        name = self.env.decode_dim
+        if name not in self.env.dims:
+            raise SymcostError("--phase decode fixes the sequence dimension to 1: name it s, or mark the one a decode "
+                               "step fixes with `dim t decode`")
         if "c" in self.env.dims:
             raise SymcostError("--phase decode adds the dimension c (cached tokens); the spec already has a c",
                                self.env.dims["c"].loc)
-        self.env.fixed["s"] = sp.Integer(1)
-        s_sym = self.env.dims["s"].symbol
-        for name, dim in list(self.env.dims.items()):  # derived dims made from s follow it (n = b*s)
+        self.env.fixed[name] = sp.Integer(1)
+        s_sym = self.env.dims[name].symbol
+        for other, dim in list(self.env.dims.items()):  # derived dims made from s follow it (n = b*s)
             if dim.definition is not None and s_sym in dim.definition.free_symbols:
-                self.env.dims[name] = replace(dim, definition=dim.definition.xreplace({s_sym: sp.Integer(1)}))
+                self.env.dims[other] = replace(dim, definition=dim.definition.xreplace({s_sym: sp.Integer(1)}))
         self.env.add_dim(S.DimDecl("c", None, "tokens in the KV cache", None, None), lambda *_: None)
         self.build_info = Build("decode", self.env.dims["c"].symbol)
 
@@ -213,8 +221,8 @@ class Builder(Calls):
 
     def _apply_options(self) -> None:
         for key, value in self.option_overrides.items():
-            if key == "training":
-                raise SymcostError("'training' follows --phase (train, prefill or decode); it cannot be set")
+            if key in ("training", "decoding"):
+                raise SymcostError(f"'{key}' follows --phase (train, prefill or decode); it cannot be set")
             if key not in self.env.options:
                 raise SymcostError(f"unknown option '{key}'", None, suggest(key, self.env.options))
             self.env.options[key] = value

@@ -158,7 +158,7 @@ class Calls:
         self.graph.ops.append(
             OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
                    tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, op_sharded, comm_fwd, comm_bwd, rule.causal,
-                   rule.caches, rule.as_product)
+                   rule.caches, rule.as_product, rule.from_cache)
         )
         return outputs
 
@@ -253,8 +253,8 @@ class Calls:
                            out_grad and dtype.floating)
             else:
                 dtype = out.dtype or floating or self.env.activation_dtype or self.env.default_dtype
-                t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path, "output", sharded=out_sharded,
-                                     tags=ctx.tags)
+                t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path,
+                                     "cache" if rule.from_cache else "output", sharded=out_sharded, tags=ctx.tags)
                 t = replace(t, grad=out_grad and dtype.floating)
             outputs.append(t)
             out_map[id(out)] = t
@@ -316,7 +316,8 @@ class Calls:
         numel_created = sp.Add(*(p.numel for p in created))
         param_bytes = sp.Add(*(p.numel * p.dtype.nbytes for p in created))
         weight_reads = sp.Integer(0)
-        written = [t for o, t in zip(rule.outputs, outputs) if o.view_of is None]
+        # a cache read at decode writes nothing: its entries are resident, its readers count their reads
+        written = [] if rule.from_cache else [t for o, t in zip(rule.outputs, outputs) if o.view_of is None]
         if not written:
             io = sp.Integer(0)
         else:

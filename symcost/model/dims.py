@@ -114,6 +114,7 @@ class Dim:
     tex: str
     loc: Loc | None = field(default=None, compare=False)
     default: Expr | None = None  # `dim f = default 4 * h`: the definition used unless a value is given for f
+    decode: bool = False  # `dim t decode`: the sequence length a decode step fixes to 1
 
 
 def make_symbol(name: str) -> sp.Symbol:
@@ -238,6 +239,7 @@ class Env:
         self.quantize = "layers"
         self.values: dict[sp.Symbol, Expr] = {}  # concrete values of free dims (numeric mode)
         self.fixed: dict[str, Expr] = {}  # dims a phase pins (s = 1 new token in decode)
+        self.decode_dim = "s"  # the sequence length a decode step fixes to 1 (`dim t decode` names another)
         self.released: set[str] = set()  # dims with a default definition that are given values: free symbols
         self._declaring: str | None = None  # the dim whose definition is being read (options are not yet set)
         self.constraints: list[Constraint] = []  # sizes that must come out whole once the dims have values
@@ -255,6 +257,12 @@ class Env:
         if decl.name in self.dims:
             raise SymcostError(f"dimension '{decl.name}' is declared twice", decl.loc)
         kinds(decl.name, decl.loc)
+        if getattr(decl, "decode", False):
+            first = next((d for d in self.dims.values() if d.decode), None)
+            if first is not None:
+                raise SymcostError(f"'{decl.name}' is marked decode, and so is '{first.name}': one sequence length is "
+                                   "what a decode step fixes to 1", decl.loc)
+            self.decode_dim = decl.name
         sym = make_symbol(decl.name)
         definition = fallback = None
         if decl.value is not None:
@@ -270,7 +278,8 @@ class Env:
                 if decl.name in self.released:
                     definition = None
         tex = check_tex(decl.tex, decl.loc) if decl.tex is not None else default_tex(decl.name)
-        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, tex, decl.loc, fallback)
+        self.dims[decl.name] = Dim(decl.name, sym, decl.doc, definition, tex, decl.loc, fallback,
+                                   getattr(decl, "decode", False))
 
     def derived_defs(self) -> dict[sp.Symbol, Expr]:
         return {d.symbol: d.definition for d in self.dims.values() if d.definition is not None}

@@ -132,25 +132,41 @@ def arange(n: Dim) -> Rule:
 
 # ---- generation -----------------------------------------------------------------------------------
 @op
-def cache(x: T, *, axis: Axis = -2, window: Dim = None, build: Build = Build()) -> Rule:
+def cache(x: T, *, axis: Axis = -2, window: Dim = None, once: bool = False, keep: Dim = None,
+          build: Build = Build()) -> Rule:
     """Keys or values kept for later tokens, [.., s, d] along `axis`. Train: the identity. Prefill: the s new
     entries are written to the cache. Decode (s = 1): the new entry is appended and all c cached entries are
     read, so the result is [.., c, d]. A sliding `window` w keeps the last w − 1 entries (the next token attends
-    to them and itself: w in all), as transformers' sliding-window cache does; decode reads min(c, w). The cache
-    holds its entries in the build's cache dtype (--kv), else in x's own."""
+    to them and itself: w in all), as transformers' sliding-window cache does; decode reads min(c, w). `once`:
+    entries written at prefill and only read afterwards (cross-attention keys and values over an encoder's
+    output): decode reads them all, x keeps its length, and what only computes x is not run. `keep` k: a buffer of
+    the last k entries, zero-filled before the first (a causal convolution's state, Mamba's conv_states): k
+    entries whatever s, decode reads [.., k]. The cache holds its entries in the build's cache dtype (--kv), else
+    in x's own."""
     ax = axis_of(x, axis, "cache")
     if window is not None and is_bad_size(window):
         raise SymcostError(f"cache: a window must be a positive integer, not {window}")
+    if sum(v is not None and v is not False for v in (window, once, keep)) > 1:
+        raise SymcostError("cache: a cache written once (once=true) does not slide: give once or window, not both"
+                           if keep is None else "cache: give one of window, once and keep")
+    if keep is not None and is_bad_size(keep):
+        raise SymcostError(f"cache: keep must be a positive integer, not {keep}")
     dtype = build.cache_dtype or x.dtype
     per_entry = numel(x.shape) / x.shape[ax] * dtype.nbytes
+    kind = "once" if once else True
     if build.phase == "train":
-        return Rule((Out(x.shape, view_of=x),), caches=True)
+        return Rule((Out(x.shape, view_of=x),), caches=kind)
     if build.phase == "prefill":
-        kept = x.shape[ax] if window is None else sp.Min(x.shape[ax], window - 1)
+        kept = keep if keep is not None else x.shape[ax] if window is None else sp.Min(x.shape[ax], window - 1)
         stored = kept * per_entry
-        return Rule((Out(x.shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored), caches=True)
+        return Rule((Out(x.shape, view_of=x),), cost=Cost(cache_bytes=stored, io_bytes=stored), caches=kind)
+    if once:  # filled at prefill: read as it is, nothing written, x not computed
+        return Rule((Out(x.shape, dtype=dtype),), cost=Cost(cache_bytes=x.shape[ax] * per_entry), caches=kind,
+                    from_cache=True)
     seen = build.cache_len if window is None else sp.Min(build.cache_len, window)
     kept = build.cache_len if window is None else sp.Min(build.cache_len, window - 1)
+    if keep is not None:
+        seen = kept = keep
     shape = (*x.shape[:ax], seen, *x.shape[ax + 1 :])
     # write the new entry; the consumers of the result read all the cached ones, in the cache's dtype
     return Rule((Out(shape, dtype=build.cache_dtype, view_of=x),),

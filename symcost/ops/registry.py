@@ -150,7 +150,9 @@ class Rule:
     reduce_if_sharded: sp.Expr = sp.Integer(0)  # bytes all-reduced when its input is split (a loss over a
     #                                            vocabulary-parallel head: max, sum and target logit per token)
     causal: bool = False  # a product of which a causal mask keeps half (--causal half)
-    caches: bool = False  # keeps keys or values for later tokens (--phase decode needs one)
+    caches: bool | str = False  # keeps keys or values for later tokens (--phase decode needs one); "once": written
+    #                            at prefill only (cross-attention over an encoder's output)
+    from_cache: bool = False  # decode: its output is read from a cache filled at prefill, its input not computed
     as_product: Cost | None = None  # a lookup's cost counted as a one-hot product (--embedding-flops matmul)
     quantizable: bool = False  # its weight matrices are what weight-only quantization stores in --weights
 
@@ -247,4 +249,4 @@ def usage(op_name: str) -> str:
 
 
 # every family of ops registers itself on import (they import this module's names, all defined above)
-from symcost.ops import conv, elementwise, layers, layout  # noqa: E402,F401
+from symcost.ops import conv, elementwise, layers, layout, ssm  # noqa: E402,F401
