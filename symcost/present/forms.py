@@ -84,6 +84,21 @@ class Forms:
                 parts.append(f"{self._term_text(key)}·({self._join([self._term_text(t) for t in inner_terms])})")
         return self._join(parts)
 
+    def _base_text(self, base: sp.Expr, exp) -> str:
+        """A factor's base: a symbol, `(a + 2)`, `min(c, w)`, `⌊x⌋`, `⌈x⌉`, in the spec's notation."""
+        if base.is_Symbol:
+            return str(base)
+        if isinstance(base, (sp.Min, sp.Max)):
+            inner = ", ".join(self.text(arg) for arg in _ordered_args(base))
+            return f"{type(base).__name__.lower()}({inner})"
+        if isinstance(base, sp.floor):
+            return f"⌊{self.text(base.args[0])}⌋"
+        if isinstance(base, sp.ceiling):
+            return f"⌈{self.text(base.args[0])}⌉"
+        if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
+            return f"({self.text(base)})"
+        return self.text(base)
+
     @staticmethod
     def _join(parts: list[str]) -> str:
         if not parts:
@@ -97,7 +112,7 @@ class Forms:
         coeff, dims, other = self._factors(term)
         num, den = [], []
         for base, exp in [*dims, *other]:
-            name = str(base) if base.is_Symbol else f"{sp.sstr(base)}"
+            name = self._base_text(base, exp)
             if exp.is_number and exp < 0:
                 den.append(name + (str(-exp).translate(_SUP) if exp != -1 else ""))
             else:
@@ -144,16 +159,28 @@ class Forms:
             out += f" - {p[1:]}" if p.startswith("-") else f" + {p}"
         return out
 
-    def _name_tex(self, base) -> str:
+    def _name_tex(self, base, exp=1) -> str:
+        """A factor's base in TeX: a symbol's name, `\\left(a + 2\\right)`, `\\min\\left(c, w\\right)`, floors."""
         if base in self.tex_names:
             return self.tex_names[base]
-        return sp.latex(base, symbol_names=self.tex_names)
+        if base.is_Symbol:
+            return sp.latex(base, symbol_names=self.tex_names)
+        if isinstance(base, (sp.Min, sp.Max)):
+            inner = ", ".join(self.latex(arg) for arg in _ordered_args(base))
+            return f"\\{type(base).__name__.lower()}\\left({inner}\\right)"
+        if isinstance(base, sp.floor):
+            return f"\\left\\lfloor {self.latex(base.args[0])} \\right\\rfloor"
+        if isinstance(base, sp.ceiling):
+            return f"\\left\\lceil {self.latex(base.args[0])} \\right\\rceil"
+        if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
+            return f"\\left({self.latex(base)}\\right)"
+        return self.latex(base)
 
     def _term_tex(self, term: sp.Expr) -> str:
         coeff, dims, other = self._factors(term)
         num, den = [], []
         for base, exp in [*dims, *other]:
-            name = self._name_tex(base)
+            name = self._name_tex(base, exp)
             if exp.is_number and exp < 0:
                 den.append(name + (f"^{{{-exp}}}" if exp != -1 else ""))
             else:
@@ -169,3 +196,8 @@ class Forms:
         if den:
             return sign + f"\\frac{{{top}}}{{{' '.join(den)}}}"
         return sign + top
+
+
+def _ordered_args(expr: sp.Expr) -> list:
+    """Min/Max arguments with symbolic ones first (`min(c, 4096)`), then by their printed form."""
+    return sorted(expr.args, key=lambda arg: (arg.is_number, sp.default_sort_key(arg)))
