@@ -15,6 +15,8 @@ class Forms:
         self.order = {s: i for i, s in enumerate(symbols)}
         self.tex_names = tex or {}
         self._cache: dict = {}
+        self._names: dict = {}
+        self._texts: dict = {}
 
     # ---- structure ----------------------------------------------------------------------------
     def _factors(self, term: sp.Expr):
@@ -30,15 +32,22 @@ class Forms:
         for base, exp in powers.items():
             (dims if base in self.order else other).append((base, exp))
         dims.sort(key=lambda be: self.order[be[0]])
-        other.sort(key=lambda be: str(be[0]))
+        other.sort(key=lambda be: self._name(be[0]))
         return coeff, dims, other
+
+    def _name(self, base: sp.Expr) -> str:
+        """`str(base)`, remembered: nested floors print slowly and recur in every term."""
+        hit = self._names.get(base)
+        if hit is None:
+            hit = self._names[base] = str(base)
+        return hit
 
     def _key(self, term: sp.Expr):
         coeff, dims, other = self._factors(term)
         exps = {b: float(e) for b, e in dims}
         degree = sum(exps.values()) + sum(float(e) for _, e in other if e.is_number)
         vector = tuple(-exps.get(s, 0.0) for s in self.order)
-        return (-degree, -abs(float(coeff)), vector, str(other))
+        return (-degree, -abs(float(coeff)), vector, tuple((self._name(b), str(e)) for b, e in other))
 
     def terms(self, expr: sp.Expr) -> list[sp.Expr]:
         """The terms of an expanded expression (closed forms arrive expanded) in display order."""
@@ -54,7 +63,10 @@ class Forms:
             groups = self._collect(expr, collect)
             if groups is not None:
                 return groups
-        return self._join([self._term_text(t) for t in self.terms(expr)])
+        hit = self._texts.get(expr)
+        if hit is None:
+            hit = self._texts[expr] = self._join([self._term_text(t) for t in self.terms(expr)])
+        return hit
 
     def _buckets(self, expr, syms) -> dict | None:
         """Terms grouped by their powers of `syms` (L·(12h² + 13h) + …), or None when nothing groups."""
