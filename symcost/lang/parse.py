@@ -386,11 +386,12 @@ def _parse(text: str, file: str, start: str, funcs: tuple = FUNCS):
     kept there when it parsed cleanly); errors are never cached."""
     register_source(file, text)
     key = (text, file, start, funcs)
-    hit = _SEEN.get(key) if len(text) <= _SEEN_CHARS else None
+    remember = len(text) <= _SEEN_CHARS and not os.environ.get("SYMCOST_NO_CACHE")
+    hit = _SEEN.get(key) if remember else None
     if hit is not None:
         return hit
     items = _parse_stored(text, file, start, funcs)
-    if len(text) <= _SEEN_CHARS:
+    if remember:
         if len(_SEEN) >= _SEEN_ENTRIES:
             _SEEN.clear()
         _SEEN[key] = items
