@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md") if p.name != "zoo.md")]
-MARK = re.compile(r"<!-- output: (?P<cmd>.*?) -->\n(?P<fence>```[a-z]*)\n(?P<body>.*?)\n```", re.S)
+MARK = re.compile(r"<!-- output: (?P<cmd>.*?) -->\n(?P<fence>```[a-z]*)\n(?P<body>.*?)^```", re.S | re.M)
 WIDTH = "100"  # the terminal width the outputs are rendered at
 
 
@@ -103,7 +103,7 @@ def update(path: Path) -> tuple[str, list[str]]:
 
     def replace(m: re.Match) -> str:
         body = render_block(m.group("cmd"))
-        if body != m.group("body"):
+        if body != m.group("body").removesuffix("\n"):
             stale.append(m.group("cmd"))
         return f"<!-- output: {m.group('cmd')} -->\n{m.group('fence')}\n{body}\n```"
 
