@@ -493,14 +493,14 @@ def _limit(analysis, e, x, text: str, unknown: str) -> tuple[sp.Expr, list]:
     given = {k: v for k, v in analysis.values.items() if k != unknown}
     at = Evaluator(analysis.env, given)(e)
     free = sorted(str(f) for f in getattr(at, "free_symbols", set()) if f != x)
-    why = f"the limit of '{text}' as {unknown} → ∞ cannot be taken with other dims symbolic (a max or min of terms)"
     if free:
-        raise SymcostError(why, None, f"give {', '.join(free)} a value with --set (or a preset): the limit is then "
-                                      "taken at those values")
+        raise SymcostError(f"the limit of '{text}' as {unknown} → ∞ cannot be taken with other dims symbolic (a max "
+                           "or min of terms)", None, f"give {', '.join(free)} a value with --set (or a preset): the "
+                           "limit is then taken at those values")
     try:
         lim = sp.limit(at, x, sp.oo)
     except (NotImplementedError, ValueError, TypeError):
-        raise SymcostError(why.replace("with other dims symbolic", "even at the given dims"), None) from None
+        raise SymcostError(f"the limit of '{text}' as {unknown} → ∞ cannot be taken, even at the given dims") from None
     return lim, [f"limit at the given dims ({', '.join(f'{k}={v}' for k, v in given.items())}): with them symbolic "
                  "sympy cannot take the limit of a max or min of terms in several dims"]
 
