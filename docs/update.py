@@ -9,9 +9,10 @@ A block to regenerate is marked in the Markdown source by a comment on the line 
     ```
 
 The comment holds the arguments of `symcost` (run in-process from the repository root) and, optionally after
-`;`, `lines=` ranges of output lines to keep (1-based, inclusive; negative counts from the end; `-4-` is the
-last four; a gap between kept ranges is shown as `…`) and `expect=2` for an example of an error (the block
-shows standard error). docs/zoo.md is `symcost zoo` output as a whole; docs/errors.md ends with the
+`;`, `json=` top-level keys of a JSON output to show, each as `"key": value` the way the document writes it
+(`json=device,memory`), `lines=` ranges of output lines to keep (1-based, inclusive; negative counts from the
+end; `-4-` is the last four; a gap between kept ranges is shown as `…`; applied after `json=`) and `expect=2`
+for an example of an error (the block shows standard error). docs/zoo.md is `symcost zoo` output as a whole; docs/errors.md ends with the
 catalogue of every error message in the source, between `<!-- catalogue -->` and `<!-- /catalogue -->`.
 
     python3 docs/update.py          rewrite the files in place
@@ -29,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md") if p.name != "zoo.md")]
-MARK = re.compile(r"<!-- output: (?P<cmd>.*?) -->\n(?P<fence>```[a-z]*)\n(?P<body>.*?)\n```", re.S)
+MARK = re.compile(r"<!-- output: (?P<cmd>.*?) -->\n(?P<fence>```[a-z]*)\n(?P<body>.*?)^```", re.S | re.M)
 WIDTH = "100"  # the terminal width the outputs are rendered at
 
 
@@ -88,11 +89,28 @@ def select(text: str, spec: str | None) -> list[str]:
     return out
 
 
+def members(text: str, keys: str | None) -> str:
+    """The top-level members `keys` (comma-separated) of a JSON document, each as `"key": value` indented as the
+    document indents it (two spaces), in the order asked; the text itself without keys."""
+    if not keys:
+        return text
+    import json
+
+    doc = json.loads(text)
+    out = []
+    for key in keys.split(","):
+        if key not in doc:
+            raise ValueError(f"json= asks for '{key}', which the document does not have: {', '.join(doc)}")
+        out.append(f"{json.dumps(key)}: {json.dumps(doc[key], indent=2)}")
+    return "\n".join(out) + "\n"
+
+
 def render_block(cmd: str) -> str:
     args_text, _, opts = cmd.partition(";")
     args = shlex.split(args_text)
     options = dict(o.strip().split("=", 1) for o in opts.split() if "=" in o)
-    body = select(run(args, int(options.get("expect", 0))), options.get("lines"))
+    text = members(run(args, int(options.get("expect", 0))), options.get("json"))
+    body = select(text, options.get("lines"))
     return "\n".join([f"$ symcost {args_text.strip()}", *body])
 
 
@@ -103,7 +121,7 @@ def update(path: Path) -> tuple[str, list[str]]:
 
     def replace(m: re.Match) -> str:
         body = render_block(m.group("cmd"))
-        if body != m.group("body"):
+        if body != m.group("body").removesuffix("\n"):
             stale.append(m.group("cmd"))
         return f"<!-- output: {m.group('cmd')} -->\n{m.group('fence')}\n{body}\n```"
 

@@ -1,7 +1,8 @@
 """symcost: closed-form costs of neural networks, derived from tensor-shape specs.
 
-The public API (docs/api.md): `derive` returns an `Analysis` of closed forms; `Analysis.at(...)` exact values; `sweep` every metric over a grid;
-`compare`, `presets`, `devices` and `ops` answer the other questions the command line does.
+The public API (docs/api.md): `derive` returns an `Analysis` of closed forms and, as data, the analyses its settings
+ask for; `Analysis.at(...)` exact values; `solve` inverse questions; `sweep` every metric over a grid (a `Table`);
+`render` the command line's formats; every bad input raises `SymcostError`.
 """
 __version__ = "0.1.0"
 

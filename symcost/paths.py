@@ -1,8 +1,8 @@
 """Where specs, blocks, mappings, presets and device files are found: the user's directories, then the shipped ones.
 
-The search path is, in order: directories given with `--path` (or `symcost.use_path`), the directories in the
-environment variable SYMCOST_PATH (separated by the platform's path separator, ':' on Unix), then the specs
-shipped with symcost. Each directory is laid out like the shipped one: `NAME.arch` specs and their blocks,
+The search path is, in order: directories given with `--path` (or `symcost.paths.use_path`, `derive(path=…)`),
+the directories in the environment variable SYMCOST_PATH (separated by the platform's path separator, ':' on
+Unix), then the specs shipped with symcost. Each directory is laid out like the shipped one: `NAME.arch` specs and their blocks,
 `hf/MODEL_TYPE.json` mappings, `presets/NAME.json`, `hardware/NAME.json`.
 """
 from __future__ import annotations

@@ -150,6 +150,32 @@ def test_ops_listing(capsys):
     assert code == 2 and "did you mean 'softmax'" in err
 
 
+def test_ops_listing_shows_whole_first_sentences(capsys):
+    """Each op's line ends its docstring's first sentence, never a line cut where the source wrapped."""
+    from symcost.ops.registry import OPS
+
+    _, out, _ = run(capsys, "ops")
+    lines = out.splitlines()
+    assert len(lines) == len(OPS)
+    for line in lines:
+        assert line.rstrip().endswith("."), line
+    listed = {line.split("(")[0]: line for line in lines}
+    assert listed["cache"].rstrip().endswith("Keys or values kept for later tokens, [.., s, d] along `axis`.")
+    assert listed["dropout"].rstrip().endswith("Dropout; saves a 1-byte mask the size of its input.")
+    # a sentence wrapped over two source lines is joined, not cut at the line break
+    batchnorm = OPS["batchnorm"].fn.__doc__.split("\n")[0]
+    assert not batchnorm.rstrip().endswith(".") and "(`affine=false`: none)." in listed["batchnorm"]
+
+
+def test_first_sentence_rules():
+    from symcost.ops.registry import first_sentence
+
+    assert first_sentence("One. Two.") == "One."
+    assert first_sentence("Positions 0..n-1 as int64 [n].\n\nMore.") == "Positions 0..n-1 as int64 [n]."
+    assert first_sentence("A [.., k] view, wrapped\n    over lines. `x` next.") == "A [.., k] view, wrapped over lines."
+    assert first_sentence("") == ""
+
+
 def test_output_is_deterministic_across_processes():
     outs = set()
     for seed in ("0", "1", "12345"):

@@ -36,18 +36,49 @@ def test_the_tool_notices_a_change(tmp_path):
     assert stale == ["ops linear"] and "y = x·Wᵀ" in text
 
 
+def test_an_empty_block_is_filled_and_the_next_left_alone(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("<!-- output: ops linear -->\n```text\n```\n\ntext\n\n```text\nkept\n```\n")
+    text, stale = TOOL.update(doc)
+    assert stale == ["ops linear"] and "y = x·Wᵀ" in text and text.endswith("\ntext\n\n```text\nkept\n```\n")
+
+
+def test_json_members_are_shown_as_the_document_writes_them():
+    import json
+
+    doc = json.dumps({"schema": "s/1", "device": {"name": "x", "ops": [1, 2]}, "memory": None}, indent=2) + "\n"
+    shown = TOOL.members(doc, "memory,device")
+    assert shown == '"memory": null\n"device": {\n  "name": "x",\n  "ops": [\n    1,\n    2\n  ]\n}\n'
+    body = "\n".join(shown.splitlines()[1:])  # each member's lines are the document's own, indentation aside
+    assert "\n".join("  " + line for line in body.splitlines()[1:]) in doc
+    with pytest.raises(ValueError, match="does not have"):
+        TOOL.members(doc, "training")
+    assert TOOL.members(doc, None) == doc
+
+
 def test_line_selection():
     assert TOOL.select("a\nb\nc\nd\ne", "1-2,-1-") == ["a", "b", "…", "e"]
     assert TOOL.select("a\nb\nc", "2") == ["…", "b", "…"]
 
 
-def test_api_examples_run():
-    """docs/api.md's examples are doctests: what they show is what the library returns."""
+DOCTESTS = [name for name in TOOL.FILES if ">>> " in (ROOT / name).read_text(encoding="utf-8")]
+
+
+def test_python_examples_are_doctests():
+    """The Python examples of the README and the docs are doctests (collected by their `>>> ` prompts)."""
+    assert {"README.md", "docs/api.md", "docs/solve.md", "docs/analysis.md", "docs/json.md"} <= set(DOCTESTS)
+
+
+@pytest.mark.parametrize("name", DOCTESTS)
+def test_python_examples_run(name, tmp_path, monkeypatch):
+    """Every doctest in README.md and docs/ passes, run from a directory outside the repository: what an example
+    shows is what the library returns, wherever it is called from."""
     import doctest
 
-    result = doctest.testfile(str(ROOT / "docs" / "api.md"), module_relative=False,
+    monkeypatch.chdir(tmp_path)
+    result = doctest.testfile(str(ROOT / name), module_relative=False,
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 10 and result.failed == 0
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_an_error_block_shows_standard_error(tmp_path, monkeypatch):

@@ -110,6 +110,29 @@ def test_pipeline_stages_hold_their_micro_batches_in_flight():
     assert same(last.memory.parts["activations"], last.totals["activation_bytes"])
 
 
+@pytest.mark.parametrize("phase", ["train", "prefill", "decode"])
+def test_activations_convention_says_what_the_phase_counts(phase):
+    """JSON conventions.activations and the text header name what the numbers count: training saves tensors for
+    backward; an inference step saves none (activation_bytes is 0) and memory bounds its live tensors."""
+    dims = {"b": 1, "c": 32} if phase == "decode" else {"b": 1, "s": 16}
+    a = symcost.derive("llama", preset="llama-2-7b", phase=phase, set=dims)
+    doc = json.loads(symcost.render(a, "json"))
+    said = doc["conventions"]["activations"]
+    header = symcost.render(a).splitlines()[1]
+    saved = a.at()(a.totals["activation_bytes"])
+    live = a.at()(a.memory.parts["activations"])
+    if phase == "train":
+        assert saved > 0 and live == saved  # no pipeline: memory holds the saved tensors of one batch
+        assert "saved for backward" in said and "none" not in said
+        assert "activations: tensors saved for backward, each once" in header
+    else:
+        assert saved == 0 and live > 0
+        assert said.startswith("none saved for backward (activation_bytes is 0)")
+        assert "memory.parts.activations" in said and "one step holds at once" in said
+        assert "activations: live tensors of one step, bounded above" in header
+        assert any("one step holds at once" in n for n in a.memory.notes)
+
+
 def test_training_state_defaults_to_plain_data_parallelism():
     a = symcost.derive("gpt2", phase="train")
     m = a.memory  # mixed-bf16 AdamW: 2 + 2 + 12 bytes per parameter

@@ -112,6 +112,25 @@ def test_training_flops_per_token_per_parameter_tend_to_six():
     assert sp.expand(forward.leading - 4 * sym("L") * sym("b") * sym("s") ** 2 * sym("h")) == 0  # 4bs²h per layer
 
 
+def test_limit_of_a_roofline_bound_is_taken_at_the_given_dims(capsys):
+    """tokens/s = b / max(compute, memory, …) has no symbolic limit sympy can take in several dims; at the given
+    dims it has one: as b grows a decode step is bound by reading each sequence's KV cache, so tokens/s tends to
+    bandwidth / (KV bytes of one sequence per device)."""
+    a = symcost.derive("llama", preset="llama-2-70b", phase="decode", tp=8, device="h100-sxm", set={"c": 4096})
+    kv_per_sequence = 2 * 80 * 4096 * 8 * 128 * 2 // 8  # K and V, L, c, kv·d, bf16, over 8 devices
+    lead = a.limit("b", "tokens_per_s")
+    assert lead.limit == sp.Rational(3_350_000_000_000, kv_per_sequence) and lead.degree is None
+    assert lead.notes and "limit at the given dims" in lead.notes[0] and "c=4096" in lead.notes[0]
+    code, out, _ = run(capsys, "solve", "llama", "--preset", "llama-2-70b", "--phase", "decode", "--tp", "8",
+                       "--device", "h100-sxm", "--set", "c=4096", "--limit", "b", "--of", "tokens_per_s",
+                       "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["limit_value"] == pytest.approx(3.35e12 / kv_per_sequence) and doc["notes"]
+    code, _, err = run(capsys, "solve", "llama", "--preset", "llama-2-70b", "--phase", "decode", "--tp", "8",
+                       "--device", "h100-sxm", "--limit", "b", "--of", "tokens_per_s")
+    assert code == 2 and "give c a value" in err and "Traceback" not in err
+
+
 def test_smallest_tensor_degree_skips_degrees_that_do_not_divide_the_heads():
     a = symcost.derive("llama", preset="llama-2-70b", phase="decode", tp="t", device="h100-sxm",
                        set={"b": 64, "c": 4096})

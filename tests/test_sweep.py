@@ -108,6 +108,19 @@ def test_float_arrays_agree_with_exact_values(prefill):
                 assert f == x
 
 
+def test_table_takes_the_short_names_sweep_takes(prefill):
+    """A table answers to the names `metrics=` takes — "time", "tokens", "memory" — as to its own."""
+    table = symcost.sweep(prefill, over={"b": [1, 8], "s": [512]}, metrics=["time", "tokens", "memory"])
+    assert table.metrics == ["time_lower_bound_s", "tokens_per_s", "memory_bytes"]
+    for short, name in (("time", "time_lower_bound_s"), ("tokens", "tokens_per_s"), ("memory", "memory_bytes")):
+        assert table.column(short) == table.column(name)
+        assert (table.array(short) == table.array(name)).all()
+    # the same exact fraction of seconds as Analysis.at's phase bound at that point
+    assert table.exact("time")[1, 0] == Fraction(prefill.at(b=8, s=512).summary["time"])
+    with pytest.raises(SymcostError, match="no metric 'flops_fwd'"):
+        table.array("flops_fwd")
+
+
 def test_published_matmul_flops_by_hand():
     """GPT-2 small's forward matmul FLOPs, L·(24bsh² + 4bs²h) + 2bshV (Narayanan et al.), computed here by hand."""
     table = symcost.sweep("gpt2", over={"b": [1, 3], "s": [128, 1024]}, metrics=["matmul_flops_fwd", "params"],

@@ -33,6 +33,20 @@ from dataclasses import dataclass
 import sympy as sp
 
 ORDER = ("weights", "gradients", "optimizer", "activations", "kv_cache")
+LIVE = "a bound on what one step holds at once (every tensor outside the repeated blocks, and one instance of each " \
+       "repeated block)"
+
+
+def activations_convention(phase: str, brief: bool = False) -> str:
+    """What "activations" counts in a phase: the text header's phrase (brief) or the JSON conventions' sentence.
+    Training counts the tensors saved for backward; an inference step saves none (activation_bytes is 0) and
+    memory per device counts a bound on its live tensors instead."""
+    if phase == "train":
+        return ("tensors saved for backward, each once" if brief
+                else "bytes of every distinct storage saved for backward, counted once")
+    if brief:
+        return "live tensors of one step, bounded above (none saved for backward)"
+    return "none saved for backward (activation_bytes is 0); memory.parts.activations is " + LIVE
 TITLES = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state",
           "activations": "activations", "kv_cache": "KV cache"}
 
@@ -97,8 +111,7 @@ def memory(analysis) -> Memory:
     else:
         parts = {"weights": totals["weight_bytes"], "activations": live_activations(report),
                  "kv_cache": totals["kv_cache_bytes"]}
-        notes.append("activations: a bound on what one step holds at once (every tensor outside the repeated "
-                     "blocks, and one instance of each repeated block)")
+        notes.append("activations: " + LIVE)
     parts = {k: sp.expand(parts[k]) for k in ORDER if k in parts and parts[k] != 0}
     fraction = sp.Rational(req.reserve.numerator, req.reserve.denominator) if req.reserve is not None else sp.S.Zero
     reserve = sp.Integer(req.reserve_bytes or 0)

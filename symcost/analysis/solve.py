@@ -478,6 +478,31 @@ class Leading:
     value: object = None  # the quantity at the given dims (when all have values)
     leading_value: object = None  # the leading term there
     given: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+def _limit(analysis, e, x, text: str, unknown: str) -> tuple[sp.Expr, list]:
+    """sympy's limit of a term with a max or min (a roofline bound) as x → ∞, the other dims symbolic; where sympy
+    cannot take it so (a max of terms in several dims), the limit at the other dims' values, with a note."""
+    try:
+        return sp.limit(e, x, sp.oo), []
+    except (NotImplementedError, ValueError, TypeError):
+        pass
+    from symcost.analysis.evaluate import Evaluator
+
+    given = {k: v for k, v in analysis.values.items() if k != unknown}
+    at = Evaluator(analysis.env, given)(e)
+    free = sorted(str(f) for f in getattr(at, "free_symbols", set()) if f != x)
+    if free:
+        raise SymcostError(f"the limit of '{text}' as {unknown} → ∞ cannot be taken with other dims symbolic (a max "
+                           "or min of terms)", None, f"give {', '.join(free)} a value with --set (or a preset): the "
+                           "limit is then taken at those values")
+    try:
+        lim = sp.limit(at, x, sp.oo)
+    except (NotImplementedError, ValueError, TypeError):
+        raise SymcostError(f"the limit of '{text}' as {unknown} → ∞ cannot be taken, even at the given dims") from None
+    return lim, [f"limit at the given dims ({', '.join(f'{k}={v}' for k, v in given.items())}): with them symbolic "
+                 "sympy cannot take the limit of a max or min of terms in several dims"]
 
 
 def leading(analysis, unknown: str, text) -> Leading:
@@ -489,8 +514,8 @@ def leading(analysis, unknown: str, text) -> Leading:
     if x not in e.free_symbols:
         raise SymcostError(f"'{term.text}' does not depend on {unknown}")
     if e.has(sp.Max, sp.Min, sp.Piecewise, sp.floor, sp.ceiling):
-        lim = sp.limit(e, x, sp.oo)
-        return Leading(unknown, term, lim, None, lim, given=dict(analysis.values))
+        lim, notes = _limit(analysis, e, x, term.text, unknown)
+        return Leading(unknown, term, lim, None, lim, given=dict(analysis.values), notes=notes)
     num, den = sp.fraction(sp.together(e))
     pn, pd = sp.Poly(sp.expand(num), x), sp.Poly(sp.expand(den), x)
     k = pn.degree() - pd.degree()

@@ -10,7 +10,7 @@ class Table:
 
     Iterating gives one dict per point, {dim: value, …, metric: exact value}, the first dim varying slowest; a
     value is an int, or a Fraction where not whole (times, tokens/s, bytes per device under sharding).
-    `array(m)` is a metric as float64 over the grid (shape: one axis per dim; whole values below 2**53 exact,
+    `array(m)` is a metric (its name, or a short name sweep's `metrics` takes: "time") as float64 over the grid (shape: one axis per dim; whole values below 2**53 exact,
     others within one ulp); `exact(m)` the same as an object array of ints and Fractions."""
 
     def __init__(self, analysis, axes: dict, fixed: dict, metrics: list, result, columns: dict):
@@ -45,6 +45,7 @@ class Table:
         """float64 values over the grid (shape `self.shape`)."""
         import numpy as np
 
+        metric = self._name(metric)
         if metric not in self._floats:
             d = self._column(metric)
             if d.expr is not None:
@@ -61,6 +62,7 @@ class Table:
         """Exact values over the grid: an object array of ints and Fractions."""
         import numpy as np
 
+        metric = self._name(metric)
         if metric not in self._objects:
             d = self._column(metric)
             if d.expr is not None:
@@ -89,6 +91,12 @@ class Table:
 
     def rows(self) -> list[dict]:
         return list(self)
+
+    def _name(self, metric: str) -> str:
+        """A metric's name, given it or the short name `sweep(metrics=…)` takes ("time", "memory", "tokens")."""
+        from symcost.analysis.sweep import ALIASES
+
+        return ALIASES[metric] if metric not in self._defs and ALIASES.get(metric) in self._defs else metric
 
     def _column(self, metric: str):
         if metric not in self._defs:

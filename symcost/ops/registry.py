@@ -10,6 +10,7 @@ the graph builder. Per-element FLOP counts of non-matmul ops are the named const
 # Annotations are evaluated: the graph builder reads them to convert arguments (T, Dim, bool, ...).
 
 import inspect
+import re
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -177,9 +178,14 @@ def op(fn):
     name = fn.__name__.rstrip("_")
     if name in OPS:
         raise RuntimeError(f"op '{name}' is registered twice")
-    doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-    OPS[name] = OpDef(name, fn, inspect.signature(fn), doc)
+    OPS[name] = OpDef(name, fn, inspect.signature(fn), first_sentence(fn.__doc__ or ""))
     return fn
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, its wrapped lines joined: what `symcost ops` lists."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s+(?=[A-Z`])", paragraph, maxsplit=1)[0]
 
 
 # ---- helpers ------------------------------------------------------------------------------------

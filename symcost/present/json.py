@@ -43,6 +43,8 @@ def _tensor(t) -> dict:
 
 def conventions(analysis) -> dict:
     """Every setting that shaped the numbers, so a number never travels without them."""
+    from symcost.analysis.memory import activations_convention
+
     req, env = analysis.request, analysis.env
     dt = env.default_dtype
     return {
@@ -63,7 +65,7 @@ def conventions(analysis) -> dict:
         "dtypes": dtypes(env.roles),
         "memory_reserve": {"fraction": number(req.reserve or 0), "bytes": req.reserve_bytes or 0},
         "efficiency": {"flops": number(req.flops_efficiency or 1), "bandwidth": number(req.bandwidth_efficiency or 1)},
-        "activations": "bytes of every distinct storage saved for backward, counted once",
+        "activations": activations_convention(analysis.report.graph.phase),
         "keep": list(req.keep),
     }
 

@@ -235,6 +235,7 @@ def leading_text(analysis, answer) -> str:
         share = f" ({units.percent(lv / v)} of the value)" if v and lv is not None else ""
         lines.append(f"  at {x} = {analysis.values[x]}: {units.plain(v)}; the leading term gives "
                      f"{units.plain(lv)}{share}")
+    lines += [f"  note: {n}" for n in answer.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -257,6 +258,7 @@ def leading_json(analysis, answer) -> dict:
         "limit": "oo" if lim == sp.oo else "-oo" if lim == -sp.oo else str(lim),
         "limit_value": number(lim) if lim.is_number and lim.is_finite else None,
         "value": number(answer.value), "leading_value": number(answer.leading_value),
+        "notes": list(answer.notes),
     })
     return doc
 

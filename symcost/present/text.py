@@ -28,14 +28,14 @@ CONVENTION_TEXT = {
 
 def conventions_line(analysis) -> str:
     """The header line: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
+    from symcost.analysis.memory import activations_convention
     from symcost.settings import header_parts
 
     req = analysis.request
     parts = header_parts(req)
     parts.insert(1, CONVENTION_TEXT[req.flops])
     parts[2:2] = dtype_parts(analysis.env.roles)
-    if req.phase == "train":
-        parts.append("activations: tensors saved for backward, each once")
+    parts.append("activations: " + activations_convention(analysis.report.graph.phase, brief=True))
     if req.reserve is not None or req.reserve_bytes is not None:
         parts.append("memory reserve " + " + ".join(
             ([f"{units.percent(req.reserve)} for fragmentation"] if req.reserve is not None else [])
