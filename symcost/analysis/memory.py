@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symcost.model.graph import Kind, Region, regions
+
 ORDER = ("weights", "gradients", "optimizer", "activations", "kv_cache")
 TITLES = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state",
           "activations": "activations", "kv_cache": "KV cache"}
@@ -128,12 +130,12 @@ def live_activations(report) -> sp.Expr:
     storages = graph.storages
     inner = _fused_inner(graph) if st is not None and st.flash else set()
     place = placement(graph)
-    regions: dict[str, list] = {}
+    repeated: dict[Region, list] = {}
     outside: dict[int, sp.Expr] = {}
     for node in graph.ops:
         tag = _outer_repeat(node.tags)
         if tag is not None:
-            regions.setdefault(tag, []).append(node)
+            repeated.setdefault(tag, []).append(node)
             continue
         if st is not None and st.pp is not None and st.pp != 1 and place[id(node)] != st.stage:
             continue
@@ -142,7 +144,7 @@ def live_activations(report) -> sp.Expr:
             if not t.is_param and t.storage not in inner and store.label not in ("parameter", "cache"):
                 outside[t.storage] = store.mult
     total = [_bytes(storages[sid], st) * mult for sid, mult in outside.items()]
-    for tag, nodes in regions.items():
+    for tag, nodes in repeated.items():
         per = _region_mult(nodes, tag)
         held = {sid for sid, store in storages.items() if tag in store.tags and sid not in inner
                 and store.label in ("output", "loop-carried")}
@@ -152,14 +154,15 @@ def live_activations(report) -> sp.Expr:
     return sp.expand(sp.Add(*total).xreplace(defs))
 
 
-def _outer_repeat(tags) -> str | None:
-    repeats = [t for t in tags if t.startswith("repeat:")]
-    return min(repeats, key=lambda t: int(t.split(":")[1])) if repeats else None
+def _outer_repeat(tags) -> Region | None:
+    """The outermost repeat among the tags (regions are numbered as they are entered)."""
+    repeats = regions(tags, Kind.REPEAT)
+    return min(repeats, key=lambda t: t.index) if repeats else None
 
 
-def _region_mult(nodes: list, tag: str) -> sp.Expr:
+def _region_mult(nodes: list, tag: Region) -> sp.Expr:
     """How many instances of a repeated block run: the multiplicity of an op directly in its body."""
-    direct = [n for n in nodes if not any(t != tag and t.startswith(("repeat:", "experts:")) for t in n.tags)]
+    direct = [n for n in nodes if not any(t != tag and t.kind in (Kind.REPEAT, Kind.EXPERTS) for t in n.tags)]
     return (direct or nodes)[0].mult
 
 
@@ -178,7 +181,7 @@ def _fused_inner(graph) -> set:
             readers.setdefault(t.storage, []).append(node)
     out = set()
     for sid, store in graph.storages.items():
-        regions = [t for t in store.tags if t.startswith("fused:")]
-        if regions and all(regions[0] in n.tags for n in readers.get(sid, [])):
+        fused = regions(store.tags, Kind.FUSED)
+        if fused and all(fused[0] in n.tags for n in readers.get(sid, [])):
             out.add(sid)
     return out

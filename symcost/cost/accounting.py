@@ -8,7 +8,7 @@ import sympy as sp
 from symcost.cost.record import CONVENTIONS, METRICS, Cost
 from symcost.model.dims import fmt_shape
 from symcost.errors import SymcostError
-from symcost.model.graph import Graph, OpNode
+from symcost.model.graph import Graph, Kind, OpNode, inside, regions
 from symcost.model.builder import build
 from symcost.lang.parse import load
 
@@ -50,6 +50,8 @@ class BlockReport:
     block: str
     repeat: sp.Expr
     metrics: dict  # per instance
+    name: str = ""  # the instance's own name, the last part of its path
+    scope: str = ""  # the path it is called under ("" at the top level)
 
 
 @dataclass
@@ -142,7 +144,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
         if st.tp is not None and (store.sharded or st.sp):
             n = n / st.tp
         if st.pp is not None:  # a layer's tensors on L/p of the layers; the others where their savers run
-            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st)
+            shares = [_stage_share("layers" if inside(store.tags, Kind.REPEAT) else place[id(s)], st)
                       for s in savers.get(sid, ())] or [_stage_share("layers", st)]
             n = n * (shares[0] if len(set(shares)) == 1 else sp.Max(*shares))
         return n
@@ -204,27 +206,26 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     # per block instance: the ops below each block path, indexed once
     within: dict[str, list] = {}
     for r in ops:
-        parts = r.node.path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            within.setdefault("/".join(parts[:i]), []).append(r)
+        for path in r.node.blocks:
+            within.setdefault(path, []).append(r)
     blocks = []
     for b in graph.blocks:
-        inside = within.get(b.path, [])
+        ops_in = within.get(b.path, [])
         # under pipeline parallelism a device holds L/p layers, each of them whole
-        staged = st.pp is not None and b.mult.free_symbols and any(_in(r.node.tags, "repeat:") for r in inside)
+        staged = st.pp is not None and b.mult.free_symbols and any(inside(r.node.tags, Kind.REPEAT) for r in ops_in)
         undo = st.pp if staged else 1
-        cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult * undo) for r in inside)
+        cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult * undo) for r in ops_in)
         acts = []
-        for r in inside:
+        for r in ops_in:
             for sid in r.node.saves:
                 store = storages[sid]
                 if first_saver.get(sid) is not r.node:
                     continue
-                if store.creator.startswith(b.path + "/") or (sid in b.args and store.mult == b.mult):
+                if b.path in store.blocks or (sid in b.args and store.mult == b.mult):
                     acts.append(nbytes(sid) * store.mult / b.mult * undo)
         act = sp.Add(*acts)
         metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, st.convention)) for m in METRICS}
-        blocks.append(BlockReport(b.path, b.block, b.mult / undo if staged else b.mult, metrics))
+        blocks.append(BlockReport(b.path, b.block, b.mult / undo if staged else b.mult, metrics, b.name, b.scope))
 
     repeat_syms = []
     for b in graph.blocks:
@@ -247,10 +248,6 @@ def _streamed_weights(graph: Graph, costs: dict) -> sp.Expr:
             reads = reads * sp.Min(1, b * node.mult / node.params[0].mult)
         total.append(reads)
     return sp.Add(*total)
-
-
-def _in(tags, kind: str) -> bool:
-    return any(t.startswith(kind) for t in tags)
 
 
 def check_divisible(report: Report, values: dict) -> None:
@@ -365,8 +362,8 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
         half = sp.Rational(1, 2)
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
                        macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
-    region = _in(node.tags, "fused:")
-    inside_repeat = _in(node.tags, "repeat:")
+    region = inside(node.tags, Kind.FUSED)
+    inside_repeat = inside(node.tags, Kind.REPEAT)
     if graph.phase == "train" and ((st.recompute == "selective" or st.flash) and region
                                    or st.recompute == "full" and inside_repeat):
         # recomputed in the backward pass: its forward work again
@@ -414,7 +411,7 @@ def _output_gathers(graph: Graph, st: Settings) -> dict:
 def _expert_parallel(cost: Cost, node: OpNode, st: Settings, a2a: dict) -> Cost:
     """Expert parallelism over e devices: each keeps its own tokens and holds E/e of the experts, so expert
     weights (and their reads) shrink while the work on its tokens' k expert slots does not; tokens travel."""
-    if st.ep is None or not _in(node.tags, "experts:"):
+    if st.ep is None or not inside(node.tags, Kind.EXPERTS):
         return cost
     e = st.ep
     return replace(cost, params=cost.params / e, weight_bytes=cost.weight_bytes / e,
@@ -439,7 +436,7 @@ def placement(graph: Graph) -> dict:
     'first' for ops before the first repeated op (the embedding), 'last' for the others (the head, the loss)."""
     out, seen = {}, False
     for node in graph.ops:
-        if _in(node.tags, "repeat:"):
+        if inside(node.tags, Kind.REPEAT):
             out[id(node)], seen = "layers", True
         else:
             out[id(node)] = "last" if seen else "first"
@@ -473,7 +470,7 @@ def _all_to_all(graph: Graph, st: Settings) -> dict:
     out: dict[int, sp.Expr] = {}
     seen: set = set()
     for node in graph.ops:
-        region = next((t for t in node.tags if t.startswith("experts:")), None)
+        region = next(iter(regions(node.tags, Kind.EXPERTS)), None)
         if region is None:
             continue
         moved = []
@@ -496,10 +493,9 @@ _COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "
 def _dropped(store, saved_by: list, carried: set, st: Settings) -> bool:
     """Is a saved storage left out: recomputed in the backward pass, or never materialised?"""
     if st.recompute == "full":
-        return any(t.startswith("repeat:") for t in store.tags) and store.id not in carried
+        return inside(store.tags, Kind.REPEAT) and store.id not in carried
     if st.recompute == "selective" or st.flash:
-        regions = {t for t in store.tags if t.startswith("fused:")}
-        return any(all(r in n.tags for n in saved_by) for r in regions)
+        return any(all(r in n.tags for n in saved_by) for r in regions(store.tags, Kind.FUSED))
     return False
 
 
@@ -513,7 +509,7 @@ def _fused_traffic(graph: Graph) -> dict:
     storages = graph.storages
     out = {}
     for node in graph.ops:
-        region = next((t for t in node.tags if t.startswith("fused:")), None)
+        region = next(iter(regions(node.tags, Kind.FUSED)), None)
         if region is None:
             continue
         moved = [t for t in node.inputs if region not in storages[t.storage].tags]

@@ -15,7 +15,7 @@ from symcost.lang.syntax import Module
 from symcost.model.calls import Calls, kind_phrase
 from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
                                 set_derived)
-from symcost.model.graph import Family, Graph, Param, Storage, Tensor
+from symcost.model.graph import Family, Graph, Kind, Param, Region, Storage, Tensor
 from symcost.model.prune import prune_for_decode
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
@@ -305,11 +305,13 @@ class Builder(Calls):
         top.names[item.name] = t
 
     def _new_tensor(self, name, shape, dtype, mult, creator, label, is_param=False, sharded=False,
-                    tags=frozenset()) -> Tensor:
+                    ctx: Ctx | None = None) -> Tensor:
+        """A tensor on a new storage, made in `ctx`'s regions and blocks (none at the top level)."""
         sid = self._next_storage
         self._next_storage += 1
         nbytes = numel(shape) * dtype.nbytes
-        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label, frozenset(tags), sharded)
+        tags, blocks = (ctx.tags, ctx.blocks) if ctx is not None else (frozenset(), ())
+        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label, tags, sharded, blocks)
         return Tensor(name, shape, dtype, sid, nbytes, is_param, sharded)
 
     def _unique(self, path: str) -> str:
@@ -331,8 +333,7 @@ class Builder(Calls):
         elif isinstance(st, S.Experts):
             self._experts(st, scope, ctx, bools, in_block)
         elif isinstance(st, S.Fused):
-            self._next_region += 1
-            inner = Ctx(ctx.prefix, ctx.mult, ctx.calls, ctx.param_mult, ctx.tags | {f"fused:{self._next_region}"})
+            inner = replace(ctx, tags=ctx.tags | {self._region(Kind.FUSED)})
             for s in st.body:
                 self._stmt(s, scope, inner, bools, in_block)
         elif isinstance(st, S.If):
@@ -410,26 +411,26 @@ class Builder(Calls):
                 scope.rebind(n, current[n])
             return
         mult = ctx.mult * periods
-        self._next_region += 1
-        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * periods,
-                       ctx.tags | {f"repeat:{self._next_region}"})
+        body_ctx = replace(ctx, mult=mult, param_mult=None if ctx.param_mult is None else ctx.param_mult * periods,
+                           tags=ctx.tags | {self._region(Kind.REPEAT)})
         inits = {n: scope.lookup(n) for n in names}
         saved = self._snapshot()
-        carried = self._carried(inits, mult, ctx.prefix, body_ctx.tags, set())
+        carried = self._carried(inits, body_ctx, set())
         out = self._passes(st, passes, scope, body_ctx, names, carried)
         late = {n for n in names if out[n].grad and not carried[n].grad}
         if late:  # a later layer makes it need a gradient (a parameter inside): build again with it needing one
             self._restore(saved)
-            carried = self._carried(inits, mult, ctx.prefix, body_ctx.tags, late)
+            carried = self._carried(inits, body_ctx, late)
             out = self._passes(st, passes, scope, body_ctx, names, carried)
         for n in names:
             self._close_loop(st, n, carried[n], out[n], inits[n], periods, ctx, scope)
 
-    def _carried(self, inits: dict, mult, prefix: str, tags, grad: set) -> dict:
+    def _carried(self, inits: dict, ctx: Ctx, grad: set) -> dict:
+        """The loop-carried tensors of a repeat body (`ctx`), those in `grad` needing a gradient from the start."""
         out = {}
         for n, init in inits.items():
-            t = self._new_tensor(n, init.shape, init.dtype, mult, prefix + n, "loop-carried", sharded=init.sharded,
-                                 tags=tags)
+            t = self._new_tensor(n, init.shape, init.dtype, ctx.mult, ctx.prefix + n, "loop-carried",
+                                 sharded=init.sharded, ctx=ctx)
             out[n] = replace(t, grad=init.grad or n in grad)
         return out
 
@@ -455,7 +456,7 @@ class Builder(Calls):
                 st.loc,
             )
         final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output",
-                                 sharded=out.sharded, tags=ctx.tags)
+                                 sharded=out.sharded, ctx=ctx)
         self.graph.families.append(Family(cin.storage, init.storage, out.storage, final.storage, count, ctx.mult))
         scope.rebind(n, replace(final, grad=out.grad))
 
@@ -469,12 +470,16 @@ class Builder(Calls):
                 raise SymcostError(f"an expert count must be a positive integer, not {v}", node.loc)
         if count.is_number and active.is_number and active > count:
             raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
-        self._next_region += 1
         self.graph.expert_counts.append((count, st.count.loc))
-        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count,
-                    ctx.tags | {f"experts:{self._next_region}"})
+        inner = replace(ctx, prefix=self._unique(ctx.prefix + "experts") + "/", mult=ctx.mult * active,
+                        param_mult=ctx.params * count, tags=ctx.tags | {self._region(Kind.EXPERTS)})
         for s in st.body:
             self._stmt(s, scope, inner, bools, in_block)
+
+    def _region(self, kind: Kind) -> Region:
+        """A new region of the spec, numbered in the order regions are entered."""
+        self._next_region += 1
+        return Region(kind, self._next_region)
 
     def _locals(self, scope: Scope) -> dict:
         out, chain = {}, []

@@ -10,7 +10,7 @@ from symcost.cost.record import Cost
 from symcost.errors import SymcostError, source_line, suggest
 from symcost.lang import syntax as S
 from symcost.model.dims import DType, dims_equal, fmt_shape, is_bad_size
-from symcost.model.graph import BlockNode, OpNode, Param, Tensor
+from symcost.model.graph import BlockNode, Kind, OpNode, Param, Tensor, inside
 from symcost.model.scope import Ctx, Scope
 from symcost.ops.registry import OPS, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel, usage
 
@@ -158,7 +158,7 @@ class Calls:
         self.graph.ops.append(
             OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
                    tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, op_sharded, comm_fwd, comm_bwd, rule.causal,
-                   rule.caches, rule.as_product, rule.from_cache)
+                   rule.caches, rule.as_product, rule.from_cache, ctx.blocks, ctx.prefix.removesuffix("/"))
         )
         return outputs
 
@@ -254,7 +254,7 @@ class Calls:
             else:
                 dtype = out.dtype or floating or self.env.activation_dtype or self.env.default_dtype
                 t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path,
-                                     "cache" if rule.from_cache else "output", sharded=out_sharded, tags=ctx.tags)
+                                     "cache" if rule.from_cache else "output", sharded=out_sharded, ctx=ctx)
                 t = replace(t, grad=out_grad and dtype.floating)
             outputs.append(t)
             out_map[id(out)] = t
@@ -281,8 +281,7 @@ class Calls:
         env = self.env
         if env.weight_dtype is None or len(shape) < 2:
             return env.default_dtype
-        chosen = env.quantize == "matrices" or (of_linear and (env.quantize == "linear" or any(
-            t.startswith("repeat:") for t in tags)))
+        chosen = env.quantize == "matrices" or (of_linear and (env.quantize == "linear" or inside(tags, Kind.REPEAT)))
         return env.weight_dtype if chosen else env.default_dtype
 
     def _shard_declared(self, inputs: list) -> None:
@@ -300,7 +299,7 @@ class Calls:
             if isinstance(s, Internal):
                 dtype = self.env.dtype(s.dtype, None)
                 saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label,
-                                              sharded=out_sharded, tags=ctx.tags).storage)
+                                              sharded=out_sharded, ctx=ctx).storage)
             elif id(s) in out_map:
                 saves.append(out_map[id(s)].storage)
             else:
@@ -405,8 +404,9 @@ class Calls:
                 inner_bools[p.name] = self._bool_arg(node, scope, bools)
                 inner.names[p.name] = inner_bools[p.name]
         path = self._unique(ctx.prefix + bdef.name)
-        self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages)))
-        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name), ctx.param_mult, ctx.tags)
+        self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages),
+                                           path[len(ctx.prefix):], ctx.prefix.removesuffix("/")))
+        inner_ctx = replace(ctx, prefix=path + "/", calls=(*ctx.calls, bdef.name), blocks=(*ctx.blocks, path))
         body = bdef.body
         if not body or not isinstance(body[-1], S.Return):
             raise SymcostError(f"block '{bdef.name}' must end with a return statement", bdef.loc)

@@ -158,7 +158,7 @@ def _explain(report, values, forms: Forms, w: _Writer) -> None:
     current = None
     for r in report.ops:
         n = r.node
-        block = n.path.rsplit("/", 1)[0] if "/" in n.path else ""
+        block = n.scope
         if block != current:
             current = block
             mult = forms.text(n.mult)
