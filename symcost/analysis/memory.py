@@ -124,7 +124,7 @@ def in_flight(report) -> tuple[sp.Expr, str]:
 
 def live_activations(report) -> sp.Expr:
     """A polynomial upper bound on the activation bytes an inference step holds at once (module docstring)."""
-    from symcost.cost.accounting import placement
+    from symcost.cost.parallel import placement, sharded_bytes
 
     graph, st = report.graph, report.settings
     storages = graph.storages
@@ -143,12 +143,12 @@ def live_activations(report) -> sp.Expr:
             store = storages[t.storage]
             if not t.is_param and t.storage not in inner and store.label not in ("parameter", "cache"):
                 outside[t.storage] = store.mult
-    total = [_bytes(storages[sid], st) * mult for sid, mult in outside.items()]
+    total = [sharded_bytes(storages[sid], st) * mult for sid, mult in outside.items()]
     for tag, nodes in repeated.items():
         per = _region_mult(nodes, tag)
         held = {sid for sid, store in storages.items() if tag in store.tags and sid not in inner
                 and store.label in ("output", "loop-carried")}
-        total += [_bytes(storages[sid], st) * storages[sid].mult / per for sid in held]
+        total += [sharded_bytes(storages[sid], st) * storages[sid].mult / per for sid in held]
     keep = st.keep if st is not None else ()
     defs = {d.symbol: d.definition for d in graph.env.dims.values() if d.definition is not None and d.name not in keep}
     return sp.expand(sp.Add(*total).xreplace(defs))
@@ -164,13 +164,6 @@ def _region_mult(nodes: list, tag: Region) -> sp.Expr:
     """How many instances of a repeated block run: the multiplicity of an op directly in its body."""
     direct = [n for n in nodes if not any(t != tag and t.kind in (Kind.REPEAT, Kind.EXPERTS) for t in n.tags)]
     return (direct or nodes)[0].mult
-
-
-def _bytes(store, st) -> sp.Expr:
-    n = store.nbytes
-    if st is not None and st.tp is not None and (store.sharded or st.sp):
-        n = n / st.tp
-    return n
 
 
 def _fused_inner(graph) -> set:

@@ -201,7 +201,7 @@ def _degree_problem(analysis, name: str, n: int) -> str | None:
     """Why tensor (name t) or pipeline (p) degree n cannot split this model, or None."""
     from dataclasses import replace
 
-    from symcost.cost.accounting import check_divisible
+    from symcost.cost.parallel import check_divisible
 
     report = analysis.report
     if name == "p" and n > 1 and not report.graph.families:
