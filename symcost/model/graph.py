@@ -29,8 +29,8 @@ class Region:
 
 
 def regions(tags, kind: Kind) -> list:
-    """The regions of one kind among some tags."""
-    return [t for t in tags if t.kind is kind]
+    """The regions of one kind among some tags, outermost first."""
+    return sorted((t for t in tags if t.kind is kind), key=lambda t: t.index)
 
 
 def inside(tags, kind: Kind) -> bool:
