@@ -127,6 +127,16 @@ def device_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, positive=True)
 
 
+def placeholder(name: str, **assumptions) -> sp.Dummy:
+    """A symbol no spec can name (a Dummy), standing for a subexpression while an expression is rewritten."""
+    return sp.Dummy(name, **assumptions)
+
+
+def placeholders(prefix: str):
+    """Placeholders prefix0, prefix1, … as sympy.cse takes them for the subexpressions it shares."""
+    return sp.numbered_symbols(prefix, cls=sp.Dummy)
+
+
 # TeX a spec may give a dim's symbol (`dim kv tex "n_{kv}"`): letters, digits, sub- and superscripts, braces,
 # primes, and these commands only — never \input, \def, \write or anything else that acts on the document
 TEX_COMMANDS = frozenset({
