@@ -13,8 +13,8 @@ from symcost.errors import Loc, SymcostError, suggest
 from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
 from symcost.model.calls import Calls, kind_phrase
-from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
-                                set_derived)
+from symcost.model.dims import Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
+from symcost.model.dtypes import DType, quantized
 from symcost.model.graph import Family, Graph, Kind, Param, Region, Storage, Tensor
 from symcost.model.prune import prune_for_decode
 from symcost.model.scope import Ctx, Scope, assigned

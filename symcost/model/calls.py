@@ -9,7 +9,8 @@ import sympy as sp
 from symcost.cost.record import Cost
 from symcost.errors import SymcostError, source_line, suggest
 from symcost.lang import syntax as S
-from symcost.model.dims import DType, dims_equal, fmt_shape, is_bad_size
+from symcost.model.dims import dims_equal, fmt_shape, is_bad_size
+from symcost.model.dtypes import DType
 from symcost.model.graph import BlockNode, Kind, OpNode, Param, Tensor, inside
 from symcost.model.scope import Ctx, Scope
 from symcost.ops.registry import OPS, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel, usage

@@ -8,7 +8,8 @@ import sympy as sp
 
 from symcost.cost.record import Cost
 from symcost.errors import Loc
-from symcost.model.dims import DType, Env
+from symcost.model.dims import Env
+from symcost.model.dtypes import DType
 from symcost.ops.registry import numel
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symcost.cost.record import Cost
-from symcost.model.dims import DType, dims_equal, fmt_shape
+from symcost.model.dims import dims_equal, fmt_shape
+from symcost.model.dtypes import DType
 from symcost.errors import SymcostError
 
 # ---- per-element FLOPs of the non-matmul ops (forward, backward) ---------------------------------
