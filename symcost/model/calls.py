@@ -362,17 +362,9 @@ class Calls:
         views[id(view)] = t
         return view
 
-    def _call_block(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
-        call = st.call
-        bdef = self.blocks[call.name]
-        if call.name in ctx.calls:
-            raise SymcostError(f"block '{call.name}' calls itself (through {' -> '.join(ctx.calls)})", call.loc)
-        if len(call.args) > len(bdef.params):
-            raise SymcostError(
-                f"block '{bdef.name}' takes {len(bdef.params)} argument{'s' if len(bdef.params) != 1 else ''}, "
-                f"got {len(call.args) + len(call.kwargs)}",
-                call.loc,
-            )
+    def _block_args(self, bdef: S.BlockDef, call, scope: Scope, bools: dict) -> tuple:
+        """A block call's arguments bound to the block's parameters: the body's scope (tensors checked against
+        their declared shapes, dims, booleans), the booleans alone, and the storages of the tensor arguments."""
         given = dict(zip((p.name for p in bdef.params), call.args))
         for kw in call.kwargs:
             if kw.name not in {p.name for p in bdef.params}:
@@ -404,6 +396,20 @@ class Calls:
             else:
                 inner_bools[p.name] = self._bool_arg(node, scope, bools)
                 inner.names[p.name] = inner_bools[p.name]
+        return inner, inner_bools, arg_storages
+
+    def _call_block(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
+        call = st.call
+        bdef = self.blocks[call.name]
+        if call.name in ctx.calls:
+            raise SymcostError(f"block '{call.name}' calls itself (through {' -> '.join(ctx.calls)})", call.loc)
+        if len(call.args) > len(bdef.params):
+            raise SymcostError(
+                f"block '{bdef.name}' takes {len(bdef.params)} argument{'s' if len(bdef.params) != 1 else ''}, "
+                f"got {len(call.args) + len(call.kwargs)}",
+                call.loc,
+            )
+        inner, inner_bools, arg_storages = self._block_args(bdef, call, scope, bools)
         path = self._unique(ctx.prefix + bdef.name)
         self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages),
                                            path[len(ctx.prefix):], ctx.prefix.removesuffix("/")))
