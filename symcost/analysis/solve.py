@@ -2,10 +2,10 @@
 quantities cross, and how a quantity behaves as a dim grows.
 
 Bounds (`solve_bound`). Every other dim takes its given value, so each constraint becomes g(x) OP 0 in the one
-unknown x. `direction` proves g monotone on x > 0 from its expression (sums and products of monotone positive
-parts, Max/Min of parts moving the same way, or a rational function whose derivative has a numerator and a
-denominator of one sign); a monotone constraint holds on a prefix or a suffix of the integers, found by doubling
-(a bracket) and bisection, each step an exact evaluation. The answer is the end of the intersection, moved to the
+unknown x. `monotone.direction` proves g monotone on x > 0 from its expression (sums and products of monotone
+positive parts, Max/Min of parts moving the same way, or a rational function whose derivative has a numerator and a
+denominator of one sign); a monotone constraint holds on a prefix or a suffix of the integers, found by doubling (a
+bracket) and bisection, each step an exact evaluation. The answer is the end of the intersection, moved to the
 nearest value that is valid (a degree must divide the heads, derived dims must come out whole), and is shown with
 every constraint evaluated there and at the next integer. The closed form of the boundary solves g = 0 with the
 other dims as symbols (the device's memory as M): Max/Min are replaced by the branch active at the answer, and a

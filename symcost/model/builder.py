@@ -15,15 +15,13 @@ from symcost.lang.syntax import Module
 from symcost.model.calls import Calls, kind_phrase
 from symcost.model.dims import Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
 from symcost.model.dtypes import DType, quantized
+from symcost.model.expansion import check_size
 from symcost.model.graph import Family, Graph, Kind, Param, Region, Storage, Tensor
 from symcost.model.prune import prune_for_decode
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
 
 ONE = sp.Integer(1)
-EXPANSION = 8  # op nodes a spec may elaborate to: 8 per op statement written, and at least MIN_OP_INSTANCES
-MIN_OP_INSTANCES = 2_000
-MAX_BLOCK_DEPTH = 64  # blocks calling blocks
 
 
 class Builder(Calls):
@@ -127,41 +125,8 @@ class Builder(Calls):
                 self.input_names.add(item.name)
         self._apply_overrides()
         self._statements = stmts
-        self._check_size(stmts)
+        check_size(self.module.items, stmts, self.blocks)
         return self.graph
-
-    def _check_size(self, stmts) -> None:
-        """Refuse, before building, a spec whose blocks expand to far more op instances than it writes (a block
-        calling the next one twice, many levels deep, doubles at each level): at most EXPANSION per op statement
-        and at least MIN_OP_INSTANCES, so time grows with the spec's size; a repeat is counted once."""
-        memo: dict[str, int] = {}
-        limit = max(MIN_OP_INSTANCES, EXPANSION * _written_calls(self.module.items))
-
-        def count(body, active: tuple) -> int:
-            total = 0
-            for st in body:
-                if isinstance(st, S.Assign):
-                    name = st.call.name
-                    if name in self.blocks and name not in active:
-                        if len(active) >= MAX_BLOCK_DEPTH:
-                            raise SymcostError(f"blocks call blocks more than {MAX_BLOCK_DEPTH} deep here (through "
-                                               f"{' -> '.join(active[:3])} … {active[-1]})", st.loc)
-                        if name not in memo:
-                            memo[name] = count(self.blocks[name].body, (*active, name))
-                        total += memo[name]
-                    else:
-                        total += 1
-                    if total > limit:
-                        raise SymcostError(
-                            f"the spec expands to more than {limit:,} op instances (blocks calling blocks "
-                            "several times each); a repeat is costed once: use repeat for layers", st.loc)
-                elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
-                    total += count(st.body, active)
-                elif isinstance(st, S.If):
-                    total += count(st.then, active) + count(st.orelse, active)
-            return total
-
-        count(stmts, ())
 
     def build(self) -> Graph:
         """Declarations, then the statements: the whole graph."""
@@ -490,24 +455,6 @@ class Builder(Calls):
         for s in reversed(chain):
             out.update(s.names)
         return out
-
-
-
-def _written_calls(items) -> int:
-    """The op and block calls a module writes (in blocks and at the top, through every branch and region)."""
-    n = 0
-    stack = list(items)
-    while stack:
-        st = stack.pop()
-        if isinstance(st, S.Assign):
-            n += 1
-        elif isinstance(st, S.BlockDef):
-            stack.extend(st.body)
-        elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
-            stack.extend(st.body)
-        elif isinstance(st, S.If):
-            stack.extend((*st.then, *st.orelse))
-    return n
 
 
 def build(module: Module, **kwargs) -> Graph:
