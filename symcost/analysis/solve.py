@@ -1,5 +1,7 @@
-"""Inverse questions on closed forms: the largest or smallest whole value of a dim under constraints, where two
-quantities cross, and how a quantity behaves as a dim grows.
+"""Inverse questions on closed forms: the extreme value of a dim under constraints, crossovers, and limits.
+
+The largest or smallest whole value of a dim under constraints, where two quantities cross, and how a quantity
+behaves as a dim grows.
 
 Bounds (`solve_bound`). Every other dim takes its given value, so each constraint becomes g(x) OP 0 in the one
 unknown x. `monotone.direction` proves g monotone on x > 0 from its expression (sums and products of monotone
