@@ -117,5 +117,7 @@ def test_regions_and_blocks_are_data(spec):
         assert node.path == (node.scope + "/" if node.scope else "") + node.path.rsplit("/", 1)[-1]
         if node.blocks:  # the innermost block instance encloses the op
             assert node.path.startswith(node.blocks[-1] + "/")
+        for p in node.params:
+            assert p.path == (node.scope + "/" if node.scope else "") + p.name
     for b in graph.blocks:
         assert b.path == (b.scope + "/" if b.scope else "") + b.name

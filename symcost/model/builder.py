@@ -255,7 +255,7 @@ class Builder(Calls):
         shape, dtype = self._tensor_type(item.type, {})
         if self.env.weight_dtype is not None and self.env.quantize == "matrices" and len(shape) >= 2:
             dtype = self.env.weight_dtype  # a declared table (an embedding, tied or not) is quantized too
-        param = Param(item.name, shape, dtype, ONE, item.loc, frozen=item.frozen)
+        param = Param(item.name, shape, dtype, ONE, item.loc, frozen=item.frozen, name=item.name)
         self.graph.params.append(param)
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "parameter", is_param=True)
         self.global_tensors[item.name] = replace(t, grad=not item.frozen)

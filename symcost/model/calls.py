@@ -270,7 +270,8 @@ class Calls:
             sharded = parallel in ("column", "table") or (parallel == "row" and np_.name != "bias")
             axis = (1 if parallel == "row" else 0) if sharded else None
             dtype = self._param_dtype(np_.shape, rule.quantizable, ctx.tags)
-            param = Param(f"{path}.{np_.name}", tuple(np_.shape), dtype, ctx.params, call.loc, active, sharded, axis)
+            param = Param(f"{path}.{np_.name}", tuple(np_.shape), dtype, ctx.params, call.loc, active, sharded, axis,
+                          name=f"{path[len(ctx.prefix):]}.{np_.name}")
             self.graph.params.append(param)
             created.append(param)
         if parallel in ("column", "table"):

@@ -84,6 +84,7 @@ class Param:
     sharded: bool = False  # split over tensor-parallel devices
     shard_axis: int | None = None  # the axis tensor parallelism splits (0: output features, 1: input features)
     frozen: bool = False  # counted, but gets no gradient and no optimizer state (`param w: [..] frozen`)
+    name: str = ""  # its name where it is made: "q.weight" for layer/attn/q.weight, the declared name for a `param`
 
     @property
     def numel(self) -> sp.Expr:

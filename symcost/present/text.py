@@ -170,7 +170,7 @@ def _explain(report, values, forms: Forms, w: _Writer) -> None:
         w.lines.append(f"        {n.statement}")
         w.lines.append(f"        {ins or '—'} → {outs}")
         for p in n.params:
-            w.row(f"param {p.path.rsplit('/', 1)[-1]}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8,
+            w.row(f"param {p.name}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8,
                   label_width=18)
         m = r.metrics
         rows = [
