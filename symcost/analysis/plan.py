@@ -38,6 +38,7 @@ from symcost.errors import SymcostError
 RECOMPUTE = ("none", "selective", "full")
 ZERO = (0, 1, 2, 3)
 STAGES = ("whole", "first", "last")
+OVER_MEMORY = "memory per device over the device's"  # why a layout (not a degree shape) is rejected
 
 
 @dataclass
@@ -201,21 +202,14 @@ def _degree_problem(analysis, name: str, n: int) -> str | None:
     """Why tensor (name t) or pipeline (p) degree n cannot split this model, or None."""
     from dataclasses import replace
 
-    from symcost.cost.parallel import check_divisible
+    from symcost.cost.parallel import indivisible
 
     report = analysis.report
     if name == "p" and n > 1 and not report.graph.families:
         return "the spec repeats no layers to split over pipeline stages"
     probe = replace(report, settings=replace(report.settings, **{"tp" if name == "t" else "pp": sp.Integer(n)}))
-    try:
-        check_divisible(probe, analysis.values)
-    except SymcostError as e:
-        import re
-
-        text = str(e).splitlines()[0].removeprefix("error: ")
-        text = text.split(": ", 1)[1] if text.startswith("--") else text
-        return f"{name} does not divide what it splits: " + re.sub(r",? which \d+ does not divide$", "", text)
-    return None
+    problem = indivisible(probe, analysis.values)
+    return None if problem is None else f"{name} does not divide what it splits: {problem.problem}"
 
 
 def layouts(shape_list: list, global_batch: int, max_micro: int | None = None):
@@ -346,7 +340,7 @@ def plan(spec=None, *, devices: int, device: str, global_batch: int | None = Non
     fits = found.parts["memory"] <= search.capacity
     evaluated, fitting = len(fits), int(np.count_nonzero(fits))
     if evaluated > fitting:
-        rejected["memory per device over the device's"] = evaluated - fitting
+        rejected[OVER_MEMORY] = evaluated - fitting
     key = found.parts["time"] if objective == "train" else -found.parts["tokens_per_s"]
     order = np.flatnonzero(fits)
     # best first; ties (ZeRO stages that change only memory) broken by less memory, then fewer devices per replica

@@ -1,14 +1,14 @@
 """Parallelism passes: tensor, sequence, expert and pipeline parallelism as shares of one device's costs."""
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from symcost.cost.record import ZERO, Cost
-from symcost.errors import SymcostError
-from symcost.model.dims import fmt_shape
+from symcost.errors import Loc, SymcostError
+from symcost.model.dims import fmt_expr, fmt_shape
 from symcost.model.graph import Graph, Kind, OpNode, inside, regions
 
 if TYPE_CHECKING:
@@ -184,48 +184,72 @@ def pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
 
 # ---- degrees that must divide what they split -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Indivisible:
+    """A parallelism degree that does not divide the size of an axis it splits."""
+
+    flag: str  # the setting as given: "--tp 3", "--tp 3 --sp"
+    splits: str  # what it splits: "tensor parallelism splits the heads,"
+    size: sp.Expr  # the axis's size as a closed form
+    value: sp.Integer  # the size at the given dims
+    degree: sp.Integer
+    loc: Loc | None
+    hint: str | None = None
+
+    @property
+    def problem(self) -> str:
+        """What is split and its size: "tensor parallelism splits the heads, a = 30"."""
+        return f"{self.splits} {fmt_expr(self.size)} = {self.value}"
+
+    def error(self) -> SymcostError:
+        return SymcostError(f"{self.flag}: {self.problem}, which {self.degree} does not divide", self.loc, self.hint)
+
+
 def check_divisible(report: Report, values: dict) -> None:
     """Tensor and expert parallelism split whole rows, heads and experts, and a pipeline stage holds whole layers:
     a degree (a number, or a name given a value) must divide the size of every axis it splits, at the given dims
     (names -> ints)."""
+    problem = indivisible(report, values)
+    if problem is not None:
+        raise problem.error()
+
+
+def indivisible(report: Report, values: dict) -> Indivisible | None:
+    """The first axis a degree of the report's settings splits but does not divide at the given dims, or None."""
     st, env = report.settings, report.env
     if st is None:
-        return
+        return None
     subs = {env.dims[n].symbol: sp.Integer(v) for n, v in values.items() if n in env.dims}
     for dim in env.dims.values():
         if dim.definition is not None:
             subs.setdefault(dim.symbol, dim.definition.xreplace(subs))
     tp, ep, pp = (None if d is None else d.xreplace(subs) for d in (st.tp, st.ep, st.pp))
+    splits = []  # (flag, degree, what it splits, its size, location, hint)
     if tp is not None and tp.is_Integer:
-        _check_tensor_parallel(report, tp, subs)
+        splits += _tensor_parallel_splits(report, tp)
     if ep is not None and ep.is_Integer:
-        for count, loc in report.graph.expert_counts:
-            _divides(ep, count, subs, f"--ep {ep}: expert parallelism splits the experts,", loc)
-    if pp is not None and pp.is_Integer:
-        for fam in report.graph.families:
-            if fam.mult == 1:  # a top-level repeat: each stage runs count/p of its layers
-                _divides(pp, fam.count, subs, "--pp {}: each pipeline stage holds whole layers: the repeat count".format(
-                    pp), None)
+        splits += [(f"--ep {ep}", ep, "expert parallelism splits the experts,", count, loc, None)
+                   for count, loc in report.graph.expert_counts]
+    if pp is not None and pp.is_Integer:  # a top-level repeat: each stage runs count/p of its layers
+        splits += [(f"--pp {pp}", pp, "each pipeline stage holds whole layers: the repeat count", fam.count, None,
+                    None) for fam in report.graph.families if fam.mult == 1]
+    for flag, degree, what, size, loc, hint in splits:
+        value = size.xreplace(subs)
+        if value.is_Integer and value % degree != 0:
+            return Indivisible(flag, what, size, value, degree, loc, hint)
+    return None
 
 
-def _check_tensor_parallel(report: Report, tp: sp.Integer, subs: dict) -> None:
-    """--tp divides the heads, every axis a parameter is split along, and (with --sp) the sequence."""
+def _tensor_parallel_splits(report: Report, tp: sp.Integer) -> list:
+    """What --tp splits: the heads, every axis a parameter is split along, and (with --sp) the sequence."""
     st, env = report.settings, report.env
-    for size, loc in report.graph.splits:
-        _divides(tp, size, subs, f"--tp {tp}: tensor parallelism splits the heads,", loc)
-    for p in report.graph.params:
-        if p.shard_axis is not None:
-            _divides(tp, p.shape[p.shard_axis], subs, f"--tp {tp}: tensor parallelism splits {p.path} "
-                     f"{fmt_shape(p.shape)} along", p.loc,
-                     "a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded "
-                     "size, or keep the embedding and head whole with --no-vocab-parallel")
+    out = [(f"--tp {tp}", tp, "tensor parallelism splits the heads,", size, loc, None)
+           for size, loc in report.graph.splits]
+    vocab = ("a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded size, or keep "
+             "the embedding and head whole with --no-vocab-parallel")
+    out += [(f"--tp {tp}", tp, f"tensor parallelism splits {p.path} {fmt_shape(p.shape)} along",
+             p.shape[p.shard_axis], p.loc, vocab) for p in report.graph.params if p.shard_axis is not None]
     if st.sp and "s" in env.dims:
-        _divides(tp, env.dims["s"].symbol, subs, f"--tp {tp} --sp: sequence parallelism splits the sequence,",
-                 env.dims["s"].loc)
-
-
-def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) -> None:
-    value = size.xreplace(subs)
-    if value.is_Integer and value % degree != 0:
-        raise SymcostError(f"{what} {str(size).replace('**', '^')} = {value}, which {degree} does not divide", loc,
-                           hint)
+        out.append((f"--tp {tp} --sp", tp, "sequence parallelism splits the sequence,", env.dims["s"].symbol,
+                    env.dims["s"].loc, None))
+    return out
