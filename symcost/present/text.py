@@ -26,8 +26,8 @@ CONVENTION_TEXT = {
 }
 
 
-def conventions_line(analysis) -> str:
-    """The header line: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
+def conventions_parts(analysis) -> list[str]:
+    """The header line's parts: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
     from symcost.settings import header_parts
 
     req = analysis.request
@@ -44,7 +44,12 @@ def conventions_line(analysis) -> str:
     for name, what in (("flops_efficiency", "peak FLOP/s"), ("bandwidth_efficiency", "memory bandwidth")):
         if getattr(req, name) is not None:
             parts.append(f"{units.percent(getattr(req, name))} of {what} achieved")
-    return " · ".join(parts)
+    return parts
+
+
+def conventions_line(analysis) -> str:
+    """The header line: its parts joined."""
+    return " · ".join(conventions_parts(analysis))
 
 
 QUANTIZED = {"layers": "the linear layers of repeated blocks", "linear": "every linear layer",
