@@ -27,7 +27,7 @@ CONVENTION_TEXT = {
 
 
 def conventions_parts(analysis) -> list[str]:
-    """The header line's parts: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
+    """The header line: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
     from symcost.settings import header_parts
 
     req = analysis.request
@@ -48,7 +48,7 @@ def conventions_parts(analysis) -> list[str]:
 
 
 def conventions_line(analysis) -> str:
-    """The header line: its parts joined."""
+    """The header line, its parts (conventions_parts) joined."""
     return " · ".join(conventions_parts(analysis))
 
 
