@@ -202,7 +202,8 @@ class Indivisible:
         return f"{self.splits} {fmt_expr(self.size)} = {self.value}"
 
     def error(self) -> SymcostError:
-        return SymcostError(f"{self.flag}: {self.problem}, which {self.degree} does not divide", self.loc, self.hint)
+        return SymcostError(f"{self.flag}: {self.splits} {fmt_expr(self.size)} = {self.value}, which {self.degree} "
+                            "does not divide", self.loc, self.hint)
 
 
 def check_divisible(report: Report, values: dict) -> None:
