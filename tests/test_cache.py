@@ -16,6 +16,7 @@ def private_cache(tmp_path, monkeypatch):
     from symcost.lang.parse import _parser
 
     _parser()  # built (and its tables cached) where the user's cache is, not in this test's directory
+    monkeypatch.setattr("symcost.lang.parse._SEEN", {})  # nothing remembered from earlier tests in this process
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("SYMCOST_NO_CACHE", raising=False)
     return tmp_path / "symcost"

@@ -341,8 +341,8 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
                        other_fwd=ZERO, other_bwd=ZERO)
     if st.other == "exclude":
         cost = replace(cost, other_fwd=ZERO, other_bwd=ZERO, recompute_other=ZERO)
-    if st.causal == "half" and node.causal and graph.phase != "decode":  # one query sees every key
-        half = sp.Rational(1, 2)
+    if st.causal == "half" and node.causal is not False and graph.phase != "decode":  # one query sees every key
+        half = node.causal
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
                        macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
     region = inside(node.tags, Kind.FUSED)

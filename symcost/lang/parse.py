@@ -183,9 +183,29 @@ def parse_expression(text: str, file: str = "<expression>", funcs: tuple = FUNCS
 def _parse(text: str, file: str, start: str, funcs: tuple = FUNCS):
     """The syntax of a text: from the private cache when this exact text was parsed before, else parsed (and
     kept there when it parsed cleanly); errors are never cached."""
+    register_source(file, text)
+    key = (text, file, start, funcs)
+    remember = len(text) <= _SEEN_CHARS and not os.environ.get("SYMCOST_NO_CACHE")
+    hit = _SEEN.get(key) if remember else None
+    if hit is not None:
+        return hit
+    items = _parse_stored(text, file, start, funcs)
+    if remember:
+        if len(_SEEN) >= _SEEN_ENTRIES:
+            _SEEN.clear()
+        _SEEN[key] = items
+    return items
+
+
+_SEEN: dict = {}  # this process's parses of short texts (mapping rules, blocks): syntax trees are immutable
+_SEEN_CHARS = 65536
+_SEEN_ENTRIES = 4096
+
+
+def _parse_stored(text: str, file: str, start: str, funcs: tuple):
+    """`_parse` below the in-process memo: the on-disk cache, else Lark."""
     from symcost.lang import stored
 
-    register_source(file, text)
     cached = _tree_cache(text, file, start + ":" + ",".join(funcs)) if len(text) > 200 else None
     if cached is not None and cached.is_file():
         try:

@@ -44,6 +44,7 @@ class Builder(Calls):
             raise SymcostError(f"unknown phase '{phase}'; use one of {', '.join(PHASES)}", None, suggest(phase, PHASES))
         self.phase = phase
         self.vocab_parallel = vocab_parallel  # heads and tables over the vocabulary split under tensor parallelism
+        self.split_tables: set = set()  # storages of declared tables a vocabulary-parallel head or lookup splits
         self.build_info = Build(phase)
         self._next_region = 0
         self._allreduced: set[int] = set()  # inputs of column-parallel layers whose gradient is already all-reduced

@@ -151,7 +151,9 @@ class Calls:
             self.graph.splits.extend((size, call.loc) for size in rule.splits)
         outputs, out_map = self._outputs(rule, st, views, inputs, ctx, path, out_sharded, out_grad)
         created = self._new_params(rule, ctx, path, call, parallel, inputs)
-        saves = self._saves(rule, views, out_map, ctx, path, out_sharded)
+        # an op's own buffers live on the shard it works on: the log-probabilities of a vocabulary-parallel loss
+        # are [.., V/t] on each device although the loss it returns is whole
+        saves = self._saves(rule, views, out_map, ctx, path, out_sharded or any(t.sharded for t in activations))
         cost = self._op_cost(rule, inputs, outputs, created, ctx)
         comm_fwd, comm_bwd = self._allreduces(rule, parallel, activations, outputs)
         op_sharded = any(t.sharded for t in (*activations, *outputs)) or any(p.sharded for p in created)
@@ -210,6 +212,11 @@ class Calls:
         parallel = rule.parallel
         if parallel in ("vocab", "table"):
             parallel = ("column" if parallel == "vocab" else "table") if self.vocab_parallel else "none"
+        if parallel == "none" and rule.on_split == "contracts" and activations and activations[0].sharded:
+            raise SymcostError(f"{call.name}: its input is split by tensor parallelism (it comes from a "
+                               "column-parallel layer) and it sums over those features", call.loc,
+                               "mark it parallel=row (each device multiplies its shard, then an all-reduce), as "
+                               "Megatron-LM does, or compute it from a whole tensor")
         if parallel == "row" and not (activations and activations[0].sharded):
             raise SymcostError(f"{call.name}: a row-parallel layer needs a sharded input (the output of a "
                                "column-parallel layer, or something computed from one)", call.loc)
@@ -267,7 +274,8 @@ class Calls:
         created = []
         for np_ in rule.params:
             active = None if ctx.param_mult is None else ctx.mult
-            sharded = parallel in ("column", "table") or (parallel == "row" and np_.name != "bias")
+            sharded = parallel in ("column", "table") or (parallel == "row" and np_.name != "bias") or (
+                rule.on_split == "per_channel" and any(t.sharded for t in inputs if not t.is_param))
             axis = (1 if parallel == "row" else 0) if sharded else None
             dtype = self._param_dtype(np_.shape, rule.quantizable, ctx.tags)
             param = Param(f"{path}.{np_.name}", tuple(np_.shape), dtype, ctx.params, call.loc, active, sharded, axis,
@@ -294,14 +302,15 @@ class Calls:
             for i, p in enumerate(self.graph.params):
                 if p.path == store.creator and store.label == "parameter" and not p.sharded:
                     self.graph.params[i] = replace(p, sharded=True, shard_axis=0)
+                    self.split_tables.add(t.storage)
 
-    def _saves(self, rule, views: dict, out_map: dict, ctx: Ctx, path: str, out_sharded: bool) -> list:
+    def _saves(self, rule, views: dict, out_map: dict, ctx: Ctx, path: str, local_sharded: bool) -> list:
         saves = []
         for s in () if self.phase != "train" else rule.saves:  # nothing is kept for a backward pass when generating
             if isinstance(s, Internal):
                 dtype = self.env.dtype(s.dtype, None)
                 saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label,
-                                              sharded=out_sharded, ctx=ctx).storage)
+                                              sharded=local_sharded, ctx=ctx).storage)
             elif id(s) in out_map:
                 saves.append(out_map[id(s)].storage)
             else:
@@ -333,7 +342,10 @@ class Calls:
         # the traffic of sharded tensors and weights, which tensor parallelism divides among the devices
         io_sharded = sp.Integer(0)
         if io != 0:
+            split_tables = self.split_tables  # declared tables tensor parallelism splits (see _shard_declared)
             io_sharded = sp.Add(*(t.read_bytes for t in inputs if t.sharded and not t.is_param)) + sp.Add(
+                *(t.read_bytes * share for t in inputs if t.is_param and t.storage in split_tables
+                  and rule.reads is None)) + sp.Add(
                 *(t.nbytes for t in written if t.sharded)) + sp.Add(
                 *(p.numel * p.dtype.nbytes * share for p in created if p.sharded))
         cost = rule.cost + Cost(

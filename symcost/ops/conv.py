@@ -119,7 +119,9 @@ def _conv(n: int, name: str, x: T, out, kernel, stride, padding, dilation, group
     if bias:
         params = (*params, NewParam("bias", (out,)))
         cost = cost + elementwise(b * out * o_all, *ADD)
-    return Rule((Out((b, out, *sizes)),), params, cost, grads=grads, requires=tuple(requires))
+    depthwise = dims_equal(groups, c_in) and dims_equal(out, c_in)  # one filter per channel: split with them
+    return Rule((Out((b, out, *sizes)),), params, cost, grads=grads, requires=tuple(requires),
+                on_split="per_channel" if depthwise else "contracts")
 
 
 @op

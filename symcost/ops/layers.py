@@ -14,8 +14,13 @@ from symcost.ops.registry import (
 
 # ---- parameterised layers -----------------------------------------------------------------------
 @op
-def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None) -> Rule:
-    """Table lookup: ids [..] with a [rows, width] table -> [.., width]; no forward FLOPs."""
+def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None, parallel: PARALLEL = "none") -> Rule:
+    """Table lookup: ids [..] with a [rows, width] table -> [.., width]; no forward FLOPs. `parallel=vocab` marks a
+    token table: split by rows (the vocabulary) under vocabulary parallelism, as Megatron-LM does; tables of
+    positions, token types or buckets stay whole on every device (the default)."""
+    if parallel not in ("none", "vocab"):
+        raise SymcostError(f"embedding: parallel={parallel} does not apply; a token table takes parallel=vocab "
+                           "(split by rows under tensor parallelism), any other table stays whole")
     if weight is not None:
         if weight.rank != 2:
             raise SymcostError(f"embedding: the table must be 2-D, got {fmt_shape(weight.shape)}")
@@ -31,7 +36,7 @@ def embedding(ids: T, rows: Dim = None, width: Dim = None, *, weight: T = None) 
     cost = elementwise(numel(y.shape), 0, EMBEDDING_BWD)  # the backward is the table's gradient, a scatter-add
     return Rule((y,), params, cost, grads=(Grad(table, cost, saves=(ids,)),),
                 reads=((ids, ids.numel * ids.dtype.nbytes), (weight, None)),  # only the looked-up rows
-                parallel="table", as_product=matmul_cost(ids.numel, rows, width))
+                parallel="table" if parallel == "vocab" else "none", as_product=matmul_cost(ids.numel, rows, width))
 
 
 @op
@@ -71,7 +76,8 @@ def linear(x: T, out: Dim = None, *, bias: bool = True, weight: T = None, parall
     if bias:
         params = (*params, NewParam("bias", (n,)))
         cost = cost + elementwise(m * n, *ADD)
-    return Rule((Out((*x.shape[:-1], n)),), params, cost, grads=grads, parallel=parallel, quantizable=True)
+    return Rule((Out((*x.shape[:-1], n)),), params, cost, grads=grads, parallel=parallel, quantizable=True,
+                on_split="contracts")
 
 
 @op
@@ -106,7 +112,8 @@ def rmsnorm(x: T) -> Rule:
 def matmul(x: T, y: T, *, transpose_a: bool = False, transpose_b: bool = False, causal: bool = False) -> Rule:
     """Batched product [.., m, k] @ [.., k, n] -> [.., m, n] of two activations; saves both.
 
-    `causal=true` marks an attention product of which a causal mask keeps half: `--causal half` counts half.
+    `causal=true` marks an attention product of which a causal mask keeps half: `--causal half` counts half
+    (over a sliding window of min(s, w) keys, what the mask keeps: s·min(s, w) − min(s, w)²/2 entries).
     """
     need_rank(x, 2, "matmul", "the left operand")
     need_rank(y, 2, "matmul", "the right operand")
@@ -129,7 +136,17 @@ def matmul(x: T, y: T, *, transpose_a: bool = False, transpose_b: bool = False, 
     # backward: dx = g·yᵀ needs y, dy = xᵀ·g needs x
     grads = (Grad(x, Cost(macs_bwd=macs, mm_outputs_bwd=numel(batch) * m * k), saves=(y,)),
              Grad(y, Cost(macs_bwd=macs, mm_outputs_bwd=y_grad_outputs), saves=(x,)))
-    return Rule((Out((*batch, m, n)),), cost=cost, grads=grads, causal=causal)
+    return Rule((Out((*batch, m, n)),), cost=cost, grads=grads, causal=_kept(m, k, n) if causal else False)
+
+
+def _kept(queries, k, n) -> sp.Expr:
+    """The share of a causal product's grid the mask keeps, at the half convention: m queries over keys that
+    are all m (k or n), half; over a band of min(m, w) keys (sliding windows), each query's keys end at itself,
+    so the mask drops a triangle of keys²/2: 1 − keys/(2m)."""
+    for keys in (n, k):
+        if dims_equal(keys, queries) or (isinstance(keys, sp.Min) and any(dims_equal(a, queries) for a in keys.args)):
+            return 1 - keys / (2 * queries)
+    return sp.Rational(1, 2)
 
 
 

@@ -151,12 +151,16 @@ class Rule:
     #                         vocabulary) | table (an embedding table by rows); see model/calls.py
     reduce_if_sharded: sp.Expr = sp.Integer(0)  # bytes all-reduced when its input is split (a loss over a
     #                                            vocabulary-parallel head: max, sum and target logit per token)
-    causal: bool = False  # a product of which a causal mask keeps half (--causal half)
+    causal: bool | sp.Expr = False  # a causal attention product: the share of it the mask keeps (--causal half)
     caches: bool | str = False  # keeps keys or values for later tokens (--phase decode needs one); "once": written
     #                            at prefill only (cross-attention over an encoder's output)
     from_cache: bool = False  # decode: its output is read from a cache filled at prefill, its input not computed
     as_product: Cost | None = None  # a lookup's cost counted as a one-hot product (--embedding-flops matmul)
     quantizable: bool = False  # its weight matrices are what weight-only quantization stores in --weights
+    on_split: str = "follows"  # what it does with an input split by tensor parallelism: "follows" (works on its
+    #                            shard; its parameters whole), "per_channel" (its parameters index the split
+    #                            channels: split with them) or "contracts" (sums over the split features with a
+    #                            weight: the spec must mark it parallel=row)
 
 
 @dataclass(frozen=True)

@@ -58,4 +58,4 @@ def selective_scan(x: T, dt: T, B: T, C: T, *, build: Build = Build()) -> Rule:
     saves = (x, dt, B, C, Internal((b, s, d, n), x.dtype.name, "states"),
              Internal((b, s, d, n), x.dtype.name, "decay"))
     return Rule((Out((b, s, d)),), (NewParam("A_log", (d, n)), NewParam("D", (d,))), cost, saves=saves,
-                caches=True)
+                caches=True, on_split="per_channel")

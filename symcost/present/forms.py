@@ -15,6 +15,8 @@ class Forms:
         self.order = {s: i for i, s in enumerate(symbols)}
         self.tex_names = tex or {}
         self._cache: dict = {}
+        self._names: dict = {}
+        self._texts: dict = {}
 
     # ---- structure ----------------------------------------------------------------------------
     def _factors(self, term: sp.Expr):
@@ -30,15 +32,22 @@ class Forms:
         for base, exp in powers.items():
             (dims if base in self.order else other).append((base, exp))
         dims.sort(key=lambda be: self.order[be[0]])
-        other.sort(key=lambda be: str(be[0]))
+        other.sort(key=lambda be: self._name(be[0]))
         return coeff, dims, other
+
+    def _name(self, base: sp.Expr) -> str:
+        """`str(base)`, remembered: nested floors print slowly and recur in every term."""
+        hit = self._names.get(base)
+        if hit is None:
+            hit = self._names[base] = str(base)
+        return hit
 
     def _key(self, term: sp.Expr):
         coeff, dims, other = self._factors(term)
         exps = {b: float(e) for b, e in dims}
         degree = sum(exps.values()) + sum(float(e) for _, e in other if e.is_number)
         vector = tuple(-exps.get(s, 0.0) for s in self.order)
-        return (-degree, -abs(float(coeff)), vector, str(other))
+        return (-degree, -abs(float(coeff)), vector, tuple((self._name(b), str(e)) for b, e in other))
 
     def terms(self, expr: sp.Expr) -> list[sp.Expr]:
         """The terms of an expanded expression (closed forms arrive expanded) in display order."""
@@ -54,7 +63,10 @@ class Forms:
             groups = self._collect(expr, collect)
             if groups is not None:
                 return groups
-        return self._join([self._term_text(t) for t in self.terms(expr)])
+        hit = self._texts.get(expr)
+        if hit is None:
+            hit = self._texts[expr] = self._join([self._term_text(t) for t in self.terms(expr)])
+        return hit
 
     def _buckets(self, expr, syms) -> dict | None:
         """Terms grouped by their powers of `syms` (L·(12h² + 13h) + …), or None when nothing groups."""
@@ -84,6 +96,21 @@ class Forms:
                 parts.append(f"{self._term_text(key)}·({self._join([self._term_text(t) for t in inner_terms])})")
         return self._join(parts)
 
+    def _base_text(self, base: sp.Expr, exp) -> str:
+        """A factor's base: a symbol, `(a + 2)`, `min(c, w)`, `⌊x⌋`, `⌈x⌉`, in the spec's notation."""
+        if base.is_Symbol:
+            return str(base)
+        if isinstance(base, (sp.Min, sp.Max)):
+            inner = ", ".join(self.text(arg) for arg in _ordered_args(base))
+            return f"{type(base).__name__.lower()}({inner})"
+        if isinstance(base, sp.floor):
+            return f"⌊{self.text(base.args[0])}⌋"
+        if isinstance(base, sp.ceiling):
+            return f"⌈{self.text(base.args[0])}⌉"
+        if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
+            return f"({self.text(base)})"
+        return self.text(base)
+
     @staticmethod
     def _join(parts: list[str]) -> str:
         if not parts:
@@ -97,7 +124,7 @@ class Forms:
         coeff, dims, other = self._factors(term)
         num, den = [], []
         for base, exp in [*dims, *other]:
-            name = str(base) if base.is_Symbol else f"{sp.sstr(base)}"
+            name = self._base_text(base, exp)
             if exp.is_number and exp < 0:
                 den.append(name + (str(-exp).translate(_SUP) if exp != -1 else ""))
             else:
@@ -144,16 +171,28 @@ class Forms:
             out += f" - {p[1:]}" if p.startswith("-") else f" + {p}"
         return out
 
-    def _name_tex(self, base) -> str:
+    def _name_tex(self, base, exp=1) -> str:
+        """A factor's base in TeX: a symbol's name, `\\left(a + 2\\right)`, `\\min\\left(c, w\\right)`, floors."""
         if base in self.tex_names:
             return self.tex_names[base]
-        return sp.latex(base, symbol_names=self.tex_names)
+        if base.is_Symbol:
+            return sp.latex(base, symbol_names=self.tex_names)
+        if isinstance(base, (sp.Min, sp.Max)):
+            inner = ", ".join(self.latex(arg) for arg in _ordered_args(base))
+            return f"\\{type(base).__name__.lower()}\\left({inner}\\right)"
+        if isinstance(base, sp.floor):
+            return f"\\left\\lfloor {self.latex(base.args[0])} \\right\\rfloor"
+        if isinstance(base, sp.ceiling):
+            return f"\\left\\lceil {self.latex(base.args[0])} \\right\\rceil"
+        if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
+            return f"\\left({self.latex(base)}\\right)"
+        return self.latex(base)
 
     def _term_tex(self, term: sp.Expr) -> str:
         coeff, dims, other = self._factors(term)
         num, den = [], []
         for base, exp in [*dims, *other]:
-            name = self._name_tex(base)
+            name = self._name_tex(base, exp)
             if exp.is_number and exp < 0:
                 den.append(name + (f"^{{{-exp}}}" if exp != -1 else ""))
             else:
@@ -169,3 +208,8 @@ class Forms:
         if den:
             return sign + f"\\frac{{{top}}}{{{' '.join(den)}}}"
         return sign + top
+
+
+def _ordered_args(expr: sp.Expr) -> list:
+    """Min/Max arguments with symbolic ones first (`min(c, 4096)`), then by their printed form."""
+    return sorted(expr.args, key=lambda arg: (arg.is_number, sp.default_sort_key(arg)))

@@ -25,13 +25,20 @@ def rows() -> list[dict]:
 
 def parameters(table: list[dict]) -> dict:
     """Preset name -> (parameters, active per token), derived once per spec and options (not measured)."""
+    from symcost.analysis.hf import preset_config, resolve
     from symcost.api import derive
 
-    out = {}
+    out, derived = {}, {}
     for r in table:
-        if r["spec"] != "?":
-            v = derive(preset=r["name"]).at()
-            out[r["name"]] = (v.params, v.active_params)
+        if r["spec"] == "?":
+            continue
+        resolved = resolve(*preset_config(r["name"]))
+        key = (str(resolved.spec), tuple(sorted(resolved.options.items())), tuple(sorted(resolved.values)),
+               resolved.unset)
+        if key not in derived:
+            derived[key] = derive(preset=r["name"])
+        v = derived[key].at(**resolved.values)
+        out[r["name"]] = (v.params, v.active_params)
     return out
 
 
