@@ -107,7 +107,7 @@ class OpNode:
     sharded: bool = False  # its work is split over tensor-parallel devices
     comm_fwd: sp.Expr = sp.Integer(0)  # bytes all-reduced after the forward (row-parallel output)
     comm_bwd: sp.Expr = sp.Integer(0)  # bytes all-reduced in the backward (column-parallel input gradient)
-    causal: bool = False  # a product of which a causal mask keeps half
+    causal: bool | sp.Expr = False  # a causal attention product: the share of it the mask keeps (--causal half)
     caches: bool | str = False  # keeps keys or values for later tokens ("once": written at prefill only)
     as_product: Cost | None = None  # a lookup's cost counted as the equivalent one-hot product
     from_cache: bool = False  # decode: reads a cache filled at prefill; its input is not computed (model/prune.py)
