@@ -251,7 +251,7 @@ class Analysis:
     def at(self, **values) -> "Values":
         """Exact values of every metric and analysis at these dims (added to those already given)."""
         from symcost.analysis.evaluate import Evaluator, parse_assignments
-        from symcost.cost.accounting import check_divisible
+        from symcost.cost.parallel import check_divisible
 
         dims, options = parse_assignments(list(values.items()), self.env)
         if options:

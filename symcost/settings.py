@@ -358,7 +358,7 @@ def validate(req: Request) -> Request:
 
 
 def _validate_dtypes(req: Request) -> None:
-    from symcost.model.dims import BUILTIN_DTYPES, FLOATING
+    from symcost.model.dtypes import BUILTIN_DTYPES, FLOATING
 
     if req.phase == "train":
         for name in ("dtype", "activations"):

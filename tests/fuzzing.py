@@ -1,6 +1,8 @@
-"""Input generators for fuzzing symcost: programs walked from the Lark grammar, calls shaped by the op
-registry, mutations of the shipped specs, hostile HF configs and device files, and command lines drawn from
-the real argparse parser.
+"""Fuzz inputs and their judge: mutated specs, hostile HF configs and device files, command lines, and the contract.
+
+Generated programs come from fuzz_programs.py (walked from the Lark grammar, calls shaped by the op registry),
+sources of choices and hostile scalars from fuzz_sources.py; here: mutations of the shipped specs, hostile HF
+configs and device files, and command lines drawn from the real argparse parser.
 
 Every generator takes a *source* of choices, so the same code serves two drivers:
 
@@ -11,486 +13,23 @@ Every generator takes a *source* of choices, so the same code serves two drivers
 0/1/2, an "error:" message on 2 (located for spec errors), no exception escaping, and output that is safe to
 print (no terminal escapes, strict JSON, no TeX primitives from spec strings).
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
 import json
-import math
-import random
 import re
 import shutil
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
-SPEC_FILES = sorted(SPECS.glob("*.arch")) + sorted((SPECS / "blocks").glob("*.arch"))
-PRESETS = sorted((SPECS / "presets").glob("*.json"))
-DEVICES = sorted((SPECS / "hardware").glob("*.json"))
-HF_MAPPINGS = sorted((SPECS / "hf").glob("*.json"))
-
-
-# ---- sources of choices ---------------------------------------------------------------------------
-class RandomSource:
-    def __init__(self, seed=None):
-        self.r = random.Random(seed)
-
-    def integer(self, lo: int, hi: int) -> int:
-        return self.r.randint(lo, hi)
-
-    def boolean(self, p: float = 0.5) -> bool:
-        return self.r.random() < p
-
-    def choice(self, seq):
-        seq = list(seq)
-        return seq[self.r.randrange(len(seq))]
-
-    def weighted(self, pairs):
-        """pairs: [(weight, value)]"""
-        total = sum(w for w, _ in pairs)
-        x = self.r.random() * total
-        for w, v in pairs:
-            x -= w
-            if x < 0:
-                return v
-        return pairs[-1][1]
-
-    def real(self) -> float:
-        return self.r.random()
-
-
-class HypothesisSource(RandomSource):
-    """The same interface, every choice drawn from Hypothesis (so examples shrink)."""
-
-    def __init__(self, draw):
-        from hypothesis import strategies as st
-
-        self.draw, self.st = draw, st
-
-    def integer(self, lo, hi):
-        return self.draw(self.st.integers(lo, hi))
-
-    def boolean(self, p=0.5):
-        return self.draw(self.st.integers(0, 999)) < int(p * 1000)
-
-    def choice(self, seq):
-        seq = list(seq)
-        return seq[self.draw(self.st.integers(0, len(seq) - 1))]
-
-    def weighted(self, pairs):
-        total = sum(w for w, _ in pairs)
-        x = self.draw(self.st.floats(0, total, exclude_max=True))
-        for w, v in pairs:
-            x -= w
-            if x < 0:
-                return v
-        return pairs[-1][1]
-
-    def real(self):
-        return self.draw(self.st.floats(0, 1, exclude_max=True))
-
-
-# ---- hostile scalars ------------------------------------------------------------------------------
-CONTROL = ["\x00", "\x07", "\x08", "\x1b[31m", "\x1b]0;pwned\x07", "\r", "\x0b", "\x0c", "\x7f", "\x85",
-           "\u2028", "\u2029", "\u202e", "\u200b", "\ufeff", "\udcff"[:0] + "\ufffd"]
-UNICODE = ["é", "ß", "日本", "٣", "𝟘", "Ａ", "ﬁ", "\u0301", "🙂", "İ", "ǅ", "µ"]
-TEX = ["\\input{/etc/passwd}", "\\write18{touch /tmp/x}", "\\def\\x{1}", "$", "%", "}", "{", "\\\\", "\\end{align*}"]
-
-
-def hostile_text(src, max_len: int = 12) -> str:
-    parts = []
-    for _ in range(src.integer(0, max_len)):
-        parts.append(src.weighted([(6, src.choice("abcxyz _-.0123456789")), (2, src.choice(CONTROL)),
-                                   (2, src.choice(UNICODE)), (1, src.choice(TEX))]))
-    return "".join(parts)
-
-
-def huge_digits(src) -> str:
-    n = src.weighted([(3, src.integer(13, 45)), (2, src.integer(300, 450)), (2, src.integer(2990, 3010)),
-                      (1, src.integer(4290, 4310)), (1, src.integer(5000, 20000))])
-    return "1" + "7" * (n - 1)
-
-
-def hostile_number_text(src) -> str:
-    """Text meant as a dimension value on the command line."""
-    return src.weighted([
-        (6, str(src.integer(1, 8192))), (1, "0"), (1, "-1"), (1, "-" + str(src.integer(1, 99))),
-        (2, huge_digits(src)), (1, "٣"), (1, "７６８"), (1, "7_6_8"), (1, "1e3"), (1, "0x10"), (1, "1.5"),
-        (1, " 768 "), (1, ""), (1, "nan"), (1, "inf"), (1, "true"), (1, "None"), (1, hostile_text(src, 4)),
-    ])
-
-
-def hostile_float_text(src) -> str:
-    return src.weighted([(4, repr(src.real() * 10)), (1, "1e-320"), (1, "5e-324"), (1, "1e308"), (1, "1e309"),
-                         (1, "0"), (1, "-0.0"), (1, "-1"), (1, "nan"), (1, "inf"), (1, "-inf"), (1, "1e-300"),
-                         (1, "abc")])
-
-
-# ---- the grammar, introspected ---------------------------------------------------------------------
-class Grammar:
-    """The Lark rules grouped by origin, with the height of the shallowest derivation of each nonterminal."""
-
-    def __init__(self, lark=None):
-        if lark is None:
-            from symcost.lang.parse import _parser
-
-            lark = _parser()
-        self.lark = lark
-        self.rules: dict[str, list] = {}
-        for r in lark.rules:
-            self.rules.setdefault(r.origin.name, []).append(r)
-        self.terminals = {t.name: t for t in lark.terminals}
-        self.literal = {t.name: t.pattern.value for t in lark.terminals if type(t.pattern).__name__ == "PatternStr"}
-        self.height = self._heights()
-        # a lexer-shaped tokenizer for mutations, built from the terminal patterns
-        pats = [t.pattern.to_regexp() for t in sorted(lark.terminals, key=lambda t: -t.priority)
-                if type(t.pattern).__name__ == "PatternRE"]
-        self.token_re = re.compile("|".join(f"(?:{p})" for p in pats) + r"|.", re.S)
-
-    def _heights(self) -> dict[str, float]:
-        h = {name: math.inf for name in self.rules}
-        changed = True
-        while changed:
-            changed = False
-            for name, rules in self.rules.items():
-                for r in rules:
-                    sub = [0 if s.is_term else h[s.name] for s in r.expansion]
-                    v = 1 + max(sub, default=0)
-                    if v < h[name]:
-                        h[name], changed = v, True
-        return h
-
-    def tokens(self, text: str) -> list[str]:
-        return self.token_re.findall(text)
-
-
-_GRAMMAR: Grammar | None = None
-
-
-def grammar() -> Grammar:
-    global _GRAMMAR
-    if _GRAMMAR is None:
-        _GRAMMAR = Grammar()
-    return _GRAMMAR
-
-
-def op_registry():
-    from symcost.ops.registry import OPS
-
-    return OPS
-
-
-DTYPES = ("fp32", "bf16", "fp16", "fp8", "int64", "int32", "bool", "tf32")
-
-
-@dataclass
-class _Scope:
-    dims: list = field(default_factory=list)
-    tensors: list = field(default_factory=list)
-    bools: list = field(default_factory=list)
-
-
-class ProgramGen:
-    """Walks the grammar from `start`, choosing alternatives with `src`, bounded in depth; names are biased
-    toward what has been declared so far and calls toward the op registry and declared blocks."""
-
-    def __init__(self, src, max_depth: int = 9, max_items: int = 24, max_body: int = 6):
-        self.src, self.g, self.max_depth = src, grammar(), max_depth
-        self.max_items, self.max_body = max_items, max_body
-        self.ops = op_registry()
-        self.out: list[str] = []
-        self.glob = _Scope()
-        self.options: list[str] = []
-        self.dtypes: list[str] = list(DTYPES)
-        self.blocks: dict[str, list] = {}  # name -> [(param name, kind)]
-        self.scopes: list[_Scope] = [self.glob]
-        self.counter = 0
-        self.block_params: list | None = None
-        self.declare = None
-
-    # names
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        if self.src.boolean(0.03):
-            return self.src.choice(["training", "min", "max", "none", "column", "c", "s", "b", "x", "_", "true_"])
-        return f"{prefix}{self.counter}"
-
-    @property
-    def scope(self) -> _Scope:
-        return self.scopes[-1]
-
-    def visible_dims(self):
-        return self.glob.dims + (self.scope.dims if self.scope is not self.glob else [])
-
-    def visible_tensors(self):
-        return self.scope.tensors or self.glob.tensors
-
-    def any_name(self):
-        pool = self.visible_dims() + self.visible_tensors() + self.options + list(self.blocks) + ["training"]
-        if pool and self.src.boolean(0.9):
-            return self.src.choice(pool)
-        return self.fresh("u")
-
-    def dim_name(self):
-        dims = self.visible_dims()
-        if dims and self.src.boolean(0.92):
-            return self.src.choice(dims)
-        if not dims and self.src.boolean(0.9):
-            return str(self.src.integer(1, 8))  # a NAME slot filled with a number still parses as an atom
-        return self.any_name()
-
-    def tensor_name(self):
-        ts = self.visible_tensors()
-        if ts and self.src.boolean(0.92):
-            return self.src.choice(ts)
-        return self.any_name()
-
-    def bool_name(self):
-        pool = self.options + self.scope.bools + ["training"]
-        return self.src.choice(pool) if self.src.boolean(0.9) else self.any_name()
-
-    # terminals
-    def terminal(self, name: str, ctx: tuple) -> str:
-        g, src = self.g, self.src
-        if name in g.literal:
-            return g.literal[name]
-        if name == "NUMBER":
-            return src.weighted([(10, str(src.integer(1, 8))), (2, str(src.integer(9, 4096))), (1, "0"),
-                                 (1, f"{src.integer(0, 9)}.{src.integer(0, 99)}"), (0.2, huge_digits(src)[:src.integer(1, 60)])])
-        if name == "BOOL":
-            return src.choice(["true", "false"])
-        if name == "STRING":
-            if ctx[0] == "include" and src.boolean(0.85):
-                return '"blocks/' + src.choice([p.name for p in SPEC_FILES if p.parent.name == "blocks"]) + '"'
-            if src.boolean(0.8):
-                return '"' + src.choice(["", "a doc", "hidden size", "x_{1}", "n_{kv}"]) + '"'
-            return '"' + hostile_text(src).replace('"', "'").replace("\n", " ") + '"'
-        if name == "NAME":
-            return self.name_at(ctx)
-        # any other regex terminal: take a sample from the shipped specs
-        return "x"
-
-    def name_at(self, ctx: tuple) -> str:
-        origin, alias, index = ctx
-        src = self.src
-        if origin == "dim_decl":
-            n = self.fresh("d") if src.boolean(0.95) else self.any_name()
-            self.declare = (self.scope.dims, n)  # visible after its own definition
-            return n
-        if origin == "option_decl":
-            n = self.fresh("o")
-            self.options.append(n)
-            return n
-        if origin in ("input_decl", "param_decl"):
-            n = self.fresh("t") if src.boolean(0.95) else self.any_name()
-            self.declare = (self.scope.tensors, n)
-            return n
-        if origin in ("dtype_decl",):
-            n = self.fresh("dt")
-            self.dtypes.append(n)
-            return n
-        if origin in ("default_dtype", "tensor_type"):
-            return src.choice(self.dtypes) if src.boolean(0.95) else self.any_name()
-        if origin == "block_def":
-            self.cur_block = self.fresh("blk")
-            return self.cur_block
-        if origin == "block_param":
-            n = self.fresh("p")
-            kind = {"param_dim": "dim", "param_bool": "bool"}.get(alias, "tensor")
-            target = {"dim": self.scope.dims, "bool": self.scope.bools}.get(kind, self.scope.tensors)
-            target.append(n)
-            if self.block_params is not None:
-                self.block_params.append((n, kind))
-            return n
-        if origin in ("assign", "__assign_star_4") or origin.startswith("__assign"):
-            if self.visible_tensors() and src.boolean(0.15):
-                return self.src.choice(self.visible_tensors())  # reassignment (carried through a repeat)
-            n = self.fresh("v")
-            self.pending.append(n)
-            return n
-        if origin == "call":
-            self.current_call = self.callee()
-            return self.current_call
-        if origin in ("cond",) or alias in ("cond_name", "cond_not"):
-            return self.bool_name()
-        if origin in ("return_stmt",) or origin.startswith("__return"):
-            return self.tensor_name()
-        if alias == "func":
-            return src.choice(["min", "max"]) if src.boolean(0.9) else self.any_name()
-        if alias == "kwarg":
-            return self.kwarg_name()
-        if alias == "name":
-            return self.dim_name() if src.boolean(0.95) else self.any_name()
-        return self.any_name()
-
-    def callee(self) -> str:
-        if self.blocks and self.src.boolean(0.3):
-            return self.src.choice(list(self.blocks))
-        if self.src.boolean(0.97):
-            return self.src.choice(list(self.ops))
-        return self.any_name()
-
-    def kwarg_name(self) -> str:
-        op = self.ops.get(self.current_call or "")
-        if op is not None and self.src.boolean(0.8):
-            names = [p for p in op.signature.parameters if p != "build"]
-            return self.src.choice(names)
-        return self.any_name()
-
-    # the walk
-    def generate(self) -> str:
-        self.pending: list[str] = []
-        self.current_call = None
-        self.out = []
-        self.walk("start", 0, ("", None, 0))
-        return " ".join(self.out).replace(" \n ", "\n").strip() + "\n"
-
-    def walk(self, name: str, depth: int, ctx: tuple) -> None:
-        g, src = self.g, self.src
-        rules = g.rules[name]
-        if "_star_" in name:
-            return self.star(name, rules, depth)
-        if name in ("_item", "_stmt", "_branch"):
-            self.out.append("\n")
-        if depth >= self.max_depth:
-            best = min(self.rule_height(r) for r in rules)
-            rules = [r for r in rules if self.rule_height(r) <= best]
-        rule = self.pick(name, rules)
-        if name == "call" and src.boolean(0.9):
-            return self.registry_call(depth)
-        if name == "assign":
-            self.pending = []
-        if name == "block_def":
-            self.scopes.append(_Scope())
-            self.block_params = []
-        for i, sym in enumerate(rule.expansion):
-            if sym.is_term:
-                if name == "block_def" and sym.name == "RBRACE" and src.boolean(0.9):
-                    self.out += ["\n", "return", self.tensor_name()]  # a block ends with a return
-                self.out.append(self.terminal(sym.name, (name, rule.alias, i)))
-                if name == "block_def" and sym.name == "RPAR" and self.block_params is not None:
-                    self.blocks[self.cur_block] = self.block_params
-                    self.block_params = None
-            else:
-                self.walk(sym.name, depth + 1, (name, rule.alias, i))
-        if name == "assign":
-            self.scope.tensors.extend(self.pending)
-            self.pending = []
-        if name in ("dim_decl", "input_decl", "param_decl") and self.declare:
-            self.declare[0].append(self.declare[1])
-            self.declare = None
-        if name == "block_def":
-            self.scopes.pop()
-
-    def pick(self, name: str, rules: list):
-        src = self.src
-        if name == "_item" and len(rules) > 1:
-            want = {"dim_decl": 6 if len(self.glob.dims) < 3 else 1, "input_decl": 6 if not self.glob.tensors else 1,
-                    "_stmt": 6, "block_def": 1.5, "option_decl": 1, "param_decl": 1, "include": 0.2,
-                    "model_decl": 0.3, "dtype_decl": 0.5, "default_dtype": 0.5}
-            return src.weighted([(want.get(r.expansion[0].name, 1), r) for r in rules])
-        if name == "_stmt" and len(rules) > 1:
-            want = {"assign": 8, "return_stmt": 1 if self.scope is not self.glob else 0.2}
-            return src.weighted([(want.get(r.expansion[0].name, 1), r) for r in rules])
-        if name == "atom":
-            want = {"number": 3, "name": 8, "boolean": 0.2, "func": 0.5, "list": 0.2}
-            return src.weighted([(want.get(r.alias, 0.7), r) for r in rules])
-        if any(any("_star_" in s.name for s in r.expansion) for r in rules):  # bodies and lists: mostly present
-            return src.weighted([(1 + 4 * sum("_star_" in s.name for s in r.expansion) + len(r.expansion), r) for r in rules])
-        if len(rules) > 1:  # prefer the shallowest alternatives so most expressions stay small
-            hs = [self.rule_height(r) for r in rules]
-            return src.weighted([(4 if h == min(hs) else 1, r) for h, r in zip(hs, rules)])
-        return rules[0]
-
-    def rule_height(self, r) -> float:
-        return 1 + max(((0 if s.is_term else self.g.height[s.name]) for s in r.expansion), default=0)
-
-    def star(self, name: str, rules: list, depth: int) -> None:
-        base = next(r for r in rules if not any(s.name == name for s in r.expansion))
-        rec = next(r for r in rules if any(s.name == name for s in r.expansion))
-        limit = self.max_items if name == "__start_star_0" else self.max_body
-        if depth >= self.max_depth:
-            limit = 0
-        if name.startswith(("__assign", "__return")):  # several results: now and then
-            n = self.src.weighted([(12, 0), (2, 1), (1, min(limit, 3))])
-        elif name.startswith(("__tensor_type", "__call")):
-            n = self.src.integer(0, min(limit, 3))
-        else:
-            n = self.src.integer(0, limit)
-        for r in [base] + [rec] * n:
-            for i, sym in enumerate(r.expansion):
-                if sym.name == name:
-                    continue
-                if sym.is_term:
-                    self.out.append(self.terminal(sym.name, (name, r.alias, i)))
-                else:
-                    self.walk(sym.name, depth + 1, (name, r.alias, i))
-
-    def expr(self, depth: int) -> str:
-        saved, self.out = self.out, []
-        self.walk("expr", max(depth, self.max_depth - 4), ("arg", None, 0))
-        text, self.out = " ".join(self.out), saved
-        return text
-
-    def registry_call(self, depth: int) -> None:
-        """`callee(args)` with arguments shaped by the op's signature (or the block's parameters)."""
-        from symcost.ops import registry as O
-
-        src = self.src
-        callee = self.callee()
-        args: list[str] = []
-        keyword = False
-        if callee in self.blocks:
-            for pname, kind in self.blocks[callee]:
-                if src.boolean(0.05):
-                    continue
-                args.append({"dim": lambda: self.expr(depth), "bool": self.bool_name}.get(kind, self.tensor_name)())
-        elif callee in self.ops:
-            for p in self.ops[callee].signature.parameters.values():
-                if p.name == "build":
-                    continue
-                ann = p.annotation
-                required = p.default is p.empty and p.kind is not p.VAR_POSITIONAL
-                if not required and not src.boolean(0.35 if p.kind is p.VAR_POSITIONAL else 0.3):
-                    if p.kind is not p.VAR_POSITIONAL:
-                        continue
-                count = src.integer(1, 3) if p.kind is p.VAR_POSITIONAL else 1
-                for _ in range(count):
-                    if ann is O.T:
-                        v = self.tensor_name()
-                    elif ann is O.Dim:
-                        v = self.expr(depth)
-                    elif ann is O.Dims:
-                        v = "[" + ", ".join(self.expr(depth) for _ in range(src.integer(1, 4))) + "]"
-                        if src.boolean(0.2):
-                            v = str(src.integer(1, 4))
-                    elif ann is O.Axis:
-                        v = str(src.integer(-4, 3)).replace("-", "- ")
-                    elif ann is bool:
-                        v = src.choice(["true", "false"]) if src.boolean(0.7) else self.bool_name()
-                    elif isinstance(ann, O.Word):
-                        v = src.choice(ann.choices) if src.boolean(0.9) else self.any_name()
-                    elif ann is O.DTypeName:
-                        v = src.choice(self.dtypes)
-                    else:
-                        v = self.expr(depth)
-                    if p.kind is p.KEYWORD_ONLY or (p.kind is not p.VAR_POSITIONAL and (keyword or (not required and src.boolean(0.5)))):
-                        v, keyword = f"{p.name}={v}", True
-                    args.append(v)
-        if src.boolean(0.05) and args:
-            del args[src.integer(0, len(args) - 1)]
-        if src.boolean(0.05):
-            args.append(self.any_name())
-        self.out.append(f"{callee}({', '.join(args)})")
-
-
-def program(src, **kw) -> str:
-    """One syntactically valid program (unless a rare NAME happens to be a keyword)."""
-    return ProgramGen(src, **kw).generate()
+from fuzz_programs import DTYPES, grammar, op_registry, program
+from fuzz_sources import (CONTROL, DEVICES, HF_MAPPINGS, PRESETS, SPEC_FILES, SPECS, TEX,
+                          UNICODE, RandomSource, hostile_float_text, hostile_number_text, hostile_text, huge_digits)
 
 
 # ---- mutations of shipped specs -------------------------------------------------------------------
@@ -499,6 +38,7 @@ def _read(p: Path) -> str:
 
 
 def mutate_text(src, text: str, others: list[str] | None = None, rounds: int | None = None) -> str:
+    """A shipped spec's text changed token by token: deletions, swaps, numbers, names, Unicode, splices, nesting."""
     g = grammar()
     others = others if others is not None else [_read(p) for p in SPEC_FILES]
     for _ in range(rounds if rounds is not None else src.integer(1, 3)):
@@ -531,21 +71,7 @@ def mutate_text(src, text: str, others: list[str] | None = None, rounds: int | N
             piece = "\n".join(lines[src.integer(0, len(lines) - 1):][: src.integer(1, 8)])
             toks.insert(i, "\n" + piece + "\n")
         elif kind == "nest":
-            n = src.weighted([(3, src.integer(10, 200)), (2, src.integer(200, 1500)), (1, src.integer(1500, 20000))])
-            form = src.choice(["paren", "neg", "fused", "repeat", "if", "list", "pow"])
-            tail = "\n"
-            if form == "paren":
-                piece = "(" * n + "h" + ")" * n
-                toks = _replace_number_or_insert(src, toks, piece)
-            elif form == "neg":
-                toks = _replace_number_or_insert(src, toks, "-" * n + "1")
-            elif form == "pow":
-                toks = _replace_number_or_insert(src, toks, "^".join(["2"] * n))
-            elif form == "list":
-                toks = _replace_number_or_insert(src, toks, "[" * n + "1" + "]" * n)
-            else:
-                head = {"fused": "fused {", "repeat": "repeat 2 {", "if": "if training {"}[form]
-                toks.append("\n" + (head + "\n") * n + "zz = identity(x)" + tail + "}\n" * n)
+            toks = _nested(src, toks)
         elif kind == "truncate":
             toks = toks[: i]
         elif kind == "bom_crlf":
@@ -567,6 +93,27 @@ def mutate_text(src, text: str, others: list[str] | None = None, rounds: int | N
             toks[src.choice(idx)] = '"' + hostile_text(src, 20).replace('"', "").replace("\n", "") + '"'
         text = "".join(toks)
     return text
+
+
+def _nested(src, toks: list) -> list:
+    """The tokens with a deeply nested expression or block put in (parentheses, minus signs, powers, lists,
+    fused/repeat/if blocks)."""
+    n = src.weighted([(3, src.integer(10, 200)), (2, src.integer(200, 1500)), (1, src.integer(1500, 20000))])
+    form = src.choice(["paren", "neg", "fused", "repeat", "if", "list", "pow"])
+    tail = "\n"
+    if form == "paren":
+        piece = "(" * n + "h" + ")" * n
+        toks = _replace_number_or_insert(src, toks, piece)
+    elif form == "neg":
+        toks = _replace_number_or_insert(src, toks, "-" * n + "1")
+    elif form == "pow":
+        toks = _replace_number_or_insert(src, toks, "^".join(["2"] * n))
+    elif form == "list":
+        toks = _replace_number_or_insert(src, toks, "[" * n + "1" + "]" * n)
+    else:
+        head = {"fused": "fused {", "repeat": "repeat 2 {", "if": "if training {"}[form]
+        toks.append("\n" + (head + "\n") * n + "zz = identity(x)" + tail + "}\n" * n)
+    return toks
 
 
 def _replace_number_or_insert(src, toks: list, piece: str) -> list:
@@ -947,116 +494,3 @@ def known(problem: str) -> str | None:
 
 if __name__ == "__main__":
     _samples()
-
-
-# ---- syntax trees as Hypothesis strategies (the unparser's round trip) ------------------------------------------
-def keywords() -> frozenset:
-    """The words the grammar reserves: every literal terminal that looks like a name (dim, if, null, nograd, …)."""
-    g = grammar()
-    words = set(g.literal.values())
-    for t in g.terminals.values():  # BOOL, NOGRAD, FROZEN: small regex terminals of fixed words
-        if type(t.pattern).__name__ == "PatternRE" and "[" not in t.pattern.value:
-            words.update(w for w in re.findall(r"[A-Za-z_]+", t.pattern.value) if re.fullmatch(t.pattern.value, w))
-    return frozenset(w for w in words if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", w))
-
-
-def syntax_strategies():
-    """Hypothesis strategies for syntax trees: one per class of syntax.Expr, syntax.Stmt and syntax.Item (checked
-    complete against those unions), calls shaped by the op registry. Returns (exprs, stmts, items)."""
-    import typing
-
-    from hypothesis import strategies as st
-
-    from symcost.lang import syntax as S
-    from symcost.lang.parse import FUNCS
-
-    at = None  # locations do not take part in equality
-    reserved = keywords()
-    name = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,5}", fullmatch=True).filter(lambda n: n not in reserved)
-    text = st.text(st.characters(blacklist_characters='"\n', blacklist_categories=("Cs",)), max_size=6).filter(
-        str.isprintable)  # the parser refuses control characters in strings
-    number = st.one_of(st.integers(0, 10**6).map(str), st.tuples(st.integers(0, 99), st.integers(0, 99)).map(
-        lambda p: f"{p[0]}.{p[1]}"))
-    leaves = {
-        S.Num: number.map(lambda v: S.Num(v, at)),
-        S.Name: name.map(lambda n: S.Name(n, at)),
-        S.Bool: st.booleans().map(lambda v: S.Bool(v, at)),
-        S.Str: text.map(lambda v: S.Str(v, at)),
-        S.Null: st.just(S.Null(at)),
-    }
-
-    def extend(inner):
-        binary = lambda cls, ops: st.builds(lambda o, a, b: cls(o, a, b, at), st.sampled_from(ops), inner, inner)  # noqa: E731
-        one_arg = st.builds(lambda f, a: S.Func(f, (a,), at), st.sampled_from([f for f in FUNCS if f in ("floor", "ceil")]), inner)
-        many = st.builds(lambda f, a: S.Func(f, tuple(a), at), st.sampled_from([f for f in FUNCS if f in ("min", "max")]),
-                         st.lists(inner, min_size=1, max_size=3))
-        return {
-            S.BinOp: binary(S.BinOp, ["+", "-", "*", "/", "^"]),
-            S.Neg: inner.map(lambda a: S.Neg(a, at)),
-            S.Func: st.one_of(one_arg, many),
-            S.ListLit: st.lists(inner, max_size=3).map(lambda xs: S.ListLit(tuple(xs), at)),
-            S.Compare: binary(S.Compare, list(S.COMPARISONS)),
-            S.BoolOp: binary(S.BoolOp, ["and", "or"]),
-            S.Not: inner.map(lambda a: S.Not(a, at)),
-            S.IfExpr: st.builds(lambda c, x, y: S.IfExpr(c, x, y, at), inner, inner, inner),
-        }
-
-    missing = set(typing.get_args(S.Expr)) - set(leaves) - set(extend(st.nothing()))
-    assert not missing, f"no strategy for expression nodes {missing}"
-    exprs = st.recursive(st.one_of(*leaves.values()), lambda inner: st.one_of(*extend(inner).values()), max_leaves=10)
-
-    ops = op_registry()
-
-    def call_for(op_name):
-        params = [p for p in ops[op_name].signature.parameters.values() if p.name != "build"]
-        positional = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
-        keywords_ = [p.name for p in params if p.kind is not p.VAR_POSITIONAL]
-        kwargs = st.lists(st.sampled_from(keywords_), unique=True, max_size=min(3, len(keywords_))) if keywords_ else st.just([])
-        return st.builds(
-            lambda args, kws, vals: S.Call(op_name, tuple(args), tuple(S.Kwarg(k, v, at) for k, v in zip(kws, vals)), at),
-            st.lists(exprs, max_size=max(1, len(positional))), kwargs, st.lists(exprs, min_size=3, max_size=3))
-
-    calls = st.one_of(st.sampled_from(sorted(ops)).flatmap(call_for),
-                      st.builds(lambda n, a: S.Call(n, tuple(a), (), at), name, st.lists(exprs, max_size=3)))
-    targets = st.lists(name, min_size=1, max_size=3).map(lambda ns: tuple(S.Name(n, at) for n in ns))
-    tensor_type = st.builds(lambda d, shape: S.TensorType(d, tuple(shape), at),
-                            st.one_of(st.none(), st.sampled_from(DTYPES)), st.lists(exprs, max_size=3))
-    doc = st.one_of(st.none(), text)
-    param_decl = st.builds(lambda n, t, d, f: S.ParamDecl(n, t, d, at, f), name, tensor_type, doc, st.booleans())
-
-    def statements(body):
-        block = st.lists(body, max_size=3).map(tuple)
-        branch = st.lists(st.one_of(body, param_decl), max_size=3).map(tuple)
-        return {
-            S.Assign: st.builds(lambda t, c: S.Assign(t, c, at), targets, calls),
-            S.Repeat: st.builds(lambda c, b, p: S.Repeat(c, b, at, tuple(S.Name(k, at) for k in p)), exprs, block,
-                                st.lists(name, unique=True, max_size=3)),
-            S.Experts: st.builds(lambda c, k, b: S.Experts(c, k, b, at), exprs, exprs, block),
-            S.Fused: block.map(lambda b: S.Fused(b, at)),
-            S.If: st.builds(lambda c, t, e: S.If(c, t, e, at), exprs, branch, branch),
-            S.Return: st.lists(name, min_size=1, max_size=3).map(lambda ns: S.Return(tuple(S.Name(n, at) for n in ns), at)),
-        }
-
-    missing = set(typing.get_args(S.Stmt)) - set(statements(st.nothing()))
-    assert not missing, f"no strategy for statements {missing}"
-    stmts = st.recursive(st.one_of(*(v for k, v in statements(st.nothing()).items() if k in (S.Assign, S.Return))),
-                         lambda inner: st.one_of(*statements(inner).values()), max_leaves=6)
-    block_param = st.one_of(
-        st.builds(lambda n, t: S.BlockParam(n, "tensor", t, at), name, st.one_of(st.none(), tensor_type)),
-        st.builds(lambda n, k: S.BlockParam(n, k, None, at), name, st.sampled_from(["dim", "bool"])))
-    declarations = {
-        S.ModelDecl: st.builds(lambda n, d: S.ModelDecl(n, d, at), name, doc),
-        S.Include: text.map(lambda p: S.Include(p, at)),
-        S.DimDecl: st.builds(lambda n, v, d, t: S.DimDecl(n, v, d, t, at), name, st.one_of(st.none(), exprs), doc, doc),
-        S.DtypeDecl: st.builds(lambda n, v, d: S.DtypeDecl(n, v, d, at), name, exprs, doc),
-        S.DefaultDtype: name.map(lambda n: S.DefaultDtype(n, at)),
-        S.OptionDecl: st.builds(lambda n, v, d: S.OptionDecl(n, v, d, at), name, st.booleans(), doc),
-        S.InputDecl: st.builds(lambda n, t, d, g: S.InputDecl(n, t, d, at, g), name, tensor_type, doc, st.booleans()),
-        S.ParamDecl: param_decl,
-        S.BlockDef: st.builds(lambda n, ps, b: S.BlockDef(n, tuple(ps), tuple(b), at), name,
-                              st.lists(block_param, max_size=3, unique_by=lambda p: p.name), st.lists(stmts, max_size=3)),
-    }
-    missing = set(typing.get_args(S.Item)) - set(declarations) - set(typing.get_args(S.Stmt))
-    assert not missing, f"no strategy for items {missing}"
-    items = st.lists(st.one_of(*declarations.values(), stmts), max_size=6).map(tuple)
-    return exprs, stmts, items

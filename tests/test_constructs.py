@@ -299,3 +299,42 @@ def test_a_symbolic_count_may_come_out_as_no_layers_but_not_fewer(spec):
     assert a.at(b=1, s=1, h=2, L=3, D=3, W=1)["params"] == 0
     with pytest.raises(SymcostError, match="the repeat count L - D = -1 at D=4, L=3: it must be a whole number"):
         a.at(b=1, s=1, h=2, L=3, D=4, W=1)
+
+
+NESTED_FUSED = HEAD + """input x: [b, s, h]
+fused {
+  y = gelu(x)
+  fused {
+    z = gelu(y)
+    w = gelu(z)
+  }
+  u = add(w, y)
+}
+v = linear(u, h)
+"""
+
+
+def test_a_fused_region_inside_another_is_one_kernel(spec):
+    # the outer region is the kernel: it reads x and writes u (4·b·s·h bytes each, fp32); nothing in between
+    # moves. The linear reads u and its weights and writes v.
+    a = symcost.derive(spec(NESTED_FUSED), phase="prefill", flash_attention=True)
+    b, s, h = sym("b"), sym("s"), sym("h")
+    assert same(a.totals["io_bytes"], (4 + 4) * b * s * h + (4 * b * s * h + 4 * (h * h + h) + 4 * b * s * h))
+
+
+def test_nested_regions_give_the_same_output_under_any_hash_seed(spec):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    path = spec(NESTED_FUSED)
+    outputs = set()
+    for seed in ("0", "1", "5", "12"):  # 5 and 12 once iterated the two fused regions innermost first
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(ROOT))
+        run = subprocess.run([sys.executable, "-m", "symcost", "derive", str(path), "--flash-attention", "--phase",
+                              "prefill", "--set", "b=1", "s=8", "h=4", "W=1", "L=1", "--device", "h100-sxm"],
+                             capture_output=True, text=True, env=env, check=True)
+        outputs.add(run.stdout)
+    assert len(outputs) == 1

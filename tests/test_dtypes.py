@@ -11,7 +11,8 @@ import sympy as sp
 import symcost
 from symcost.cli import main
 from symcost.errors import SymcostError
-from symcost.model.dims import Env, quantized
+from symcost.model.dims import Env
+from symcost.model.dtypes import quantized
 
 # Llama 2 7B (the preset): h 4096, f 11008, L 32, a = kv = 32, V 32000
 H, F, L, V = 4096, 11008, 32, 32000

@@ -50,7 +50,7 @@ def test_caches_after_a_prefill_hold_self_and_cross_attention_separately(model):
 
 def test_validate_splits_the_caches_as_transformers_does():
     """What validate compares: the caches that grow (self-attention) and those written once (cross-attention)."""
-    plan = V._Plan(_config("whisper"), "tiny", None, False)
+    plan = V.Plan(_config("whisper"), "tiny", None, False)
     for row in _rows("whisper"):
         split = plan.derived_caches(plan.full.values, row["b"], row["t_prefill"])
         assert split == (row["self_bytes"], row["cross_bytes"]), row

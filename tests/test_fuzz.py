@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
 
 import fuzzing as F
+from fuzz_programs import program
+from fuzz_sources import ROOT, HypothesisSource
 
 pytestmark = pytest.mark.fuzz
 
@@ -53,7 +55,7 @@ def _judge(res: F.Result, argv: list[str], inputs: dict, spec_only: bool = False
 @given(st.data())
 def test_generated_programs(workdir, data):
     """Programs walked from the grammar, with calls shaped by the op registry, through `symcost derive`."""
-    text = F.program(F.HypothesisSource(data.draw))
+    text = program(HypothesisSource(data.draw))
     path = F.write_spec_dir(workdir, text)
     argv = ["derive", str(path)]
     _judge(F.run_cli(argv), argv, {"spec": text}, spec_only=True)
@@ -63,7 +65,7 @@ def test_generated_programs(workdir, data):
 @given(st.data())
 def test_generated_programs_library(workdir, data):
     """The same programs through parse.load → graph.build → derive, without the CLI's safety net."""
-    text = F.program(F.HypothesisSource(data.draw))
+    text = program(HypothesisSource(data.draw))
     res = F.in_process_pipeline(text, workdir / "lib")
     _judge(res, ["<library>"], {"spec": text})
 
@@ -71,7 +73,7 @@ def test_generated_programs_library(workdir, data):
 @settings(max_examples=25, **SETTINGS)
 @given(st.data())
 def test_mutated_shipped_specs(workdir, data):
-    src = F.HypothesisSource(data.draw)
+    src = HypothesisSource(data.draw)
     name, text = F.mutated_spec(src)
     path = F.write_spec_dir(workdir / "mut", text)
     fmt = src.choice(["text", "json", "latex", "markdown"])
@@ -82,7 +84,7 @@ def test_mutated_shipped_specs(workdir, data):
 @settings(max_examples=8, **SETTINGS)
 @given(st.data())
 def test_deep_specs(workdir, data):
-    text = F.deep_spec(F.HypothesisSource(data.draw), max_n=400)
+    text = F.deep_spec(HypothesisSource(data.draw), max_n=400)
     path = F.write_spec_dir(workdir / "deep", text)
     argv = ["derive", str(path)]
     _judge(F.run_cli(argv), argv, {"spec": text[:3000]}, spec_only=True)
@@ -91,7 +93,7 @@ def test_deep_specs(workdir, data):
 @settings(max_examples=25, **SETTINGS)
 @given(st.data())
 def test_hostile_hf_configs(workdir, data):
-    src = F.HypothesisSource(data.draw)
+    src = HypothesisSource(data.draw)
     blob = F.hostile_config(src)
     path = workdir / "config.json"
     path.write_bytes(blob)
@@ -102,7 +104,7 @@ def test_hostile_hf_configs(workdir, data):
 @settings(max_examples=20, **SETTINGS)
 @given(st.data())
 def test_hostile_device_files(workdir, data):
-    src = F.HypothesisSource(data.draw)
+    src = HypothesisSource(data.draw)
     blob = F.hostile_device(src)
     path = workdir / "device.json"
     path.write_bytes(blob)
@@ -117,7 +119,7 @@ def test_hostile_device_files(workdir, data):
 @settings(max_examples=40, **SETTINGS)
 @given(st.data())
 def test_command_lines(workdir, data):
-    src = F.HypothesisSource(data.draw)
+    src = HypothesisSource(data.draw)
     files = F.Files(workdir / "cli", spec=F.SPECS / src.choice(["gpt2.arch", "llama.arch", "mixtral.arch", "t5.arch"]))
     files.workdir.mkdir(exist_ok=True)
     if src.boolean(0.3):
@@ -134,10 +136,10 @@ def test_command_lines(workdir, data):
 def _subprocess(argv, env=None, stdout=subprocess.PIPE, timeout=30):
     import os
 
-    e = dict(os.environ, PYTHONPATH=str(F.ROOT))
+    e = dict(os.environ, PYTHONPATH=str(ROOT))
     e.update(env or {})
     p = subprocess.run([sys.executable, "-m", "symcost", *argv], env=e, stdout=stdout, stderr=subprocess.PIPE,
-                       timeout=timeout, cwd=F.ROOT)
+                       timeout=timeout, cwd=ROOT)
     return p.returncode, p.stderr.decode("utf-8", "replace")
 
 

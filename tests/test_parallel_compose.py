@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import SPECS, same, sym
-from symcost.cost.accounting import _placement, derive
+from symcost.cost.accounting import derive
+from symcost.cost.parallel import placement
 from symcost.errors import SymcostError
 from symcost.model.builder import build
 from symcost.lang.parse import load
@@ -31,7 +32,7 @@ def _copies(graph, t, e, p) -> sp.Expr:
     """Σ over parameters of numel × the devices holding a copy of each shard: a tensor-parallel shard is held
     once per tensor group (replicated weights t times), an expert's weight once per expert group (others e
     times), and a declared table by every pipeline stage whose ops read it."""
-    place = _placement(graph)
+    place = placement(graph)
     readers: dict[str, set] = {}
     for node in graph.ops:
         for tensor in node.inputs:
@@ -126,7 +127,7 @@ def test_vocabulary_parallel_embedding_and_head_as_megatron():
 
 
 def test_degrees_that_do_not_divide_are_errors():
-    from symcost.cost.accounting import check_divisible
+    from symcost.cost.parallel import check_divisible
 
     r = derive(build(load(SPECS / "gpt2.arch")), tp=sp.Integer(8))
     with pytest.raises(SymcostError, match="a = 12, which 8 does not divide"):

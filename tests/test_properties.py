@@ -14,7 +14,7 @@ from symcost.model.builder import build
 from symcost.lang.parse import load, parse_text
 from symcost.lang.syntax import Module
 
-from helpers import SPECS, numeric_walk
+from helpers import SPECS, numeric_walk, sym
 
 GPT2 = load(SPECS / "gpt2.arch")
 LLAMA = load(SPECS / "llama.arch")
@@ -206,7 +206,7 @@ input w: fp16[K, N]
 y = matmul(x, w)
 """
     module = Module("bmm.arch", parse_text(spec, "bmm.arch"))
-    A_, M, K, N = (sp.Symbol(n, positive=True, integer=True) for n in ("A", "M", "K", "N"))
+    A_, M, K, N = (sym(n) for n in ("A", "M", "K", "N"))
     r = derive(build(module))
     assert sp.expand(r.totals["matmul_flops_fwd"] - 2 * A_ * M * K * N) == 0
     assert sp.expand(r.totals["io_bytes"] - 2 * (A_ * M * K + K * N + A_ * M * N)) == 0

@@ -12,6 +12,7 @@ import pytest
 import sympy as sp
 
 from browser import keep, unavailable
+from helpers import sym
 
 from symcost.cost.accounting import derive_file
 from symcost.analysis.hardware import load_device
@@ -64,7 +65,7 @@ def device_env(device: dict) -> dict:
 
 
 # ---- to_tree -----------------------------------------------------------------------------------------------
-SYMS = [sp.Symbol(n, positive=True, integer=True) for n in ("b", "s", "h", "a", "L", "V")]
+SYMS = [sym(n) for n in ("b", "s", "h", "a", "L", "V")]
 
 
 def random_expr(rng: random.Random, depth: int = 0) -> sp.Expr:
@@ -102,7 +103,7 @@ def test_to_tree_round_trip_random_expressions():
 
 
 def test_to_tree_shapes():
-    h, a, kv = (sp.Symbol(n, positive=True, integer=True) for n in ("h", "a", "kv"))
+    h, a, kv = (sym(n) for n in ("h", "a", "kv"))
     assert to_tree(sp.Integer(12)) == {"n": "12"}
     assert to_tree(sp.Rational(-3, 4)) == {"n": "-3/4"}
     assert to_tree(7) == {"n": "7"}
@@ -138,7 +139,7 @@ def report_data() -> dict:
 
 def engine_trees_match_sympy():
     r = derive_file(str(ROOT / "specs" / "llama.arch"))
-    values = {sp.Symbol(k, positive=True, integer=True): v for k, v in LLAMA_7B.items()}
+    values = {sym(k): v for k, v in LLAMA_7B.items()}
     for key, expr in r.totals.items():
         exact = sp.Rational(expr.xreplace(values))
         assert ref_eval(to_tree(expr), {k: Fraction(v) for k, v in LLAMA_7B.items()}) == \

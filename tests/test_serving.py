@@ -14,7 +14,9 @@ from symcost.analysis.serving import sum_of_max
 from symcost.cli import main
 from symcost.errors import SymcostError
 
-C = sp.Symbol("c", positive=True, integer=True)
+from helpers import sym
+
+C = sym("c")
 small = st.fractions(min_value=-50, max_value=50, max_denominator=7)
 
 

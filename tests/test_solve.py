@@ -9,7 +9,8 @@ import sympy as sp
 
 import symcost
 from symcost.analysis.quantity import parse_constraint, parse_term
-from symcost.analysis.solve import direction, leading, solve_bound
+from symcost.analysis.monotone import direction
+from symcost.analysis.solve import leading, solve_bound
 from symcost.cli import main
 from symcost.errors import SymcostError
 from tests.helpers import REFERENCE, sym

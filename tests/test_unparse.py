@@ -1,12 +1,12 @@
 """The unparser: parse(unparse(tree)) == tree for every shipped spec and for generated trees (strategies derived
-from the syntax dataclasses, the grammar's keywords and the op registry: tests/fuzzing.py), with the fewest
+from the syntax dataclasses, the grammar's keywords and the op registry: tests/fuzz_syntax.py), with the fewest
 parentheses."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-import fuzzing as F
+from fuzz_syntax import syntax_strategies
 from symcost.lang.parse import parse_expression, parse_text
 from symcost.lang.unparse import unparse, unparse_expr
 
@@ -14,7 +14,7 @@ from helpers import ROOT
 
 FILES = sorted((ROOT / "specs").rglob("*.arch")) + sorted((ROOT / "tests" / "data" / "specs").glob("*.arch")) + sorted(
     (ROOT / "docs" / "examples").glob("*.arch"))
-EXPRS, STMTS, ITEMS = F.syntax_strategies()
+EXPRS, STMTS, ITEMS = syntax_strategies()
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 

@@ -235,7 +235,7 @@ def test_validate_structural_variants(hf, case, preset, overrides, tiny):
 def test_phi_tiny_rotates_r_dims_per_head(hf):
     """The tiny Phi-2 rotates exactly the r = 32 dims per head that the mapping gives symcost."""
     torch, transformers = hf
-    plan = V._Plan(preset_config("phi-2")[0], "phi-2", None, need_tiny=True)
+    plan = V.Plan(preset_config("phi-2")[0], "phi-2", None, need_tiny=True)
     tiny = transformers.PhiConfig.from_dict({k: v for k, v in plan.tiny_config.items() if not k.startswith("_")})
     with torch.device("meta"):
         model = transformers.PhiForCausalLM(tiny)

@@ -296,7 +296,7 @@ def test_default_grouped_mm_experts_are_invisible_to_flop_counter(hf):
     """Why the MoE mappings pass experts_implementation=eager: transformers' default grouped_mm experts run
     torch._grouped_mm, which FlopCounterMode does not count — it then measures every matmul but the experts'."""
     torch, transformers = hf
-    plan = V._Plan(preset_config("mixtral-8x7b")[0], "mixtral-8x7b", None, need_tiny=True)
+    plan = V.Plan(preset_config("mixtral-8x7b")[0], "mixtral-8x7b", None, need_tiny=True)
     tiny = {key: value for key, value in plan.tiny_config.items() if not key.startswith("_")}
     config = transformers.MixtralConfig.from_dict({**tiny, "attn_implementation": "eager"})
     model = V.build_tiny(transformers.MixtralForCausalLM, config)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
-from symcost.cost.accounting import BlockReport, Report
+from symcost.cost.accounting import Report
 from symcost.errors import SymcostError, suggest
 
 Expr = sp.Expr
@@ -233,6 +233,6 @@ def substitute(report: Report, mapping: dict) -> Report:
     def sub(metrics: dict) -> dict:
         return {m: sp.expand(e.xreplace(mapping)) for m, e in metrics.items()}
 
-    blocks = [BlockReport(b.path, b.block, b.repeat.xreplace(mapping), sub(b.metrics)) for b in report.blocks]
+    blocks = [replace(b, repeat=b.repeat.xreplace(mapping), metrics=sub(b.metrics)) for b in report.blocks]
     ops = [_SubstitutedOp(o, sub(o.metrics)) for o in report.ops]
     return replace(report, totals=sub(report.totals), blocks=blocks, ops=ops)

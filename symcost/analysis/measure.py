@@ -1,5 +1,7 @@
-"""The torch side of `symcost validate`: building transformers models and measuring them (parameters, FlopCounterMode
-FLOPs, saved bytes, cache contents). torch and transformers are imported inside the functions that need them.
+"""The torch side of `symcost validate`: transformers models built from configs, and measured.
+
+What is measured: parameters, FlopCounterMode FLOPs, saved bytes, cache contents. torch and transformers are
+imported inside the functions that need them.
 
 How each kind of model is called is INPUTS (a mapping's `validate` entry names one): token ids for a causal LM,
 an encoder or an encoder–decoder, images, or audio features with decoder ids.

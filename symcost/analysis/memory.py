@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symcost.model.graph import Kind, Region, regions
+
 ORDER = ("weights", "gradients", "optimizer", "activations", "kv_cache")
 LIVE = "a bound on what one step holds at once (every tensor outside the repeated blocks, and one instance of each " \
        "repeated block)"
@@ -135,18 +137,18 @@ def in_flight(report) -> tuple[sp.Expr, str]:
 
 def live_activations(report) -> sp.Expr:
     """A polynomial upper bound on the activation bytes an inference step holds at once (module docstring)."""
-    from symcost.cost.accounting import placement
+    from symcost.cost.parallel import placement, sharded_bytes
 
     graph, st = report.graph, report.settings
     storages = graph.storages
     inner = _fused_inner(graph) if st is not None and st.flash else set()
     place = placement(graph)
-    regions: dict[str, list] = {}
+    repeated: dict[Region, list] = {}
     outside: dict[int, sp.Expr] = {}
     for node in graph.ops:
         tag = _outer_repeat(node.tags)
         if tag is not None:
-            regions.setdefault(tag, []).append(node)
+            repeated.setdefault(tag, []).append(node)
             continue
         if st is not None and st.pp is not None and st.pp != 1 and place[id(node)] != st.stage:
             continue
@@ -154,33 +156,27 @@ def live_activations(report) -> sp.Expr:
             store = storages[t.storage]
             if not t.is_param and t.storage not in inner and store.label not in ("parameter", "cache"):
                 outside[t.storage] = store.mult
-    total = [_bytes(storages[sid], st) * mult for sid, mult in outside.items()]
-    for tag, nodes in regions.items():
+    total = [sharded_bytes(storages[sid], st) * mult for sid, mult in outside.items()]
+    for tag, nodes in repeated.items():
         per = _region_mult(nodes, tag)
         held = {sid for sid, store in storages.items() if tag in store.tags and sid not in inner
                 and store.label in ("output", "loop-carried")}
-        total += [_bytes(storages[sid], st) * storages[sid].mult / per for sid in held]
+        total += [sharded_bytes(storages[sid], st) * storages[sid].mult / per for sid in held]
     keep = st.keep if st is not None else ()
     defs = {d.symbol: d.definition for d in graph.env.dims.values() if d.definition is not None and d.name not in keep}
     return sp.expand(sp.Add(*total).xreplace(defs))
 
 
-def _outer_repeat(tags) -> str | None:
-    repeats = [t for t in tags if t.startswith("repeat:")]
-    return min(repeats, key=lambda t: int(t.split(":")[1])) if repeats else None
+def _outer_repeat(tags) -> Region | None:
+    """The outermost repeat among the tags (regions are numbered as they are entered)."""
+    repeats = regions(tags, Kind.REPEAT)
+    return min(repeats, key=lambda t: t.index) if repeats else None
 
 
-def _region_mult(nodes: list, tag: str) -> sp.Expr:
+def _region_mult(nodes: list, tag: Region) -> sp.Expr:
     """How many instances of a repeated block run: the multiplicity of an op directly in its body."""
-    direct = [n for n in nodes if not any(t != tag and t.startswith(("repeat:", "experts:")) for t in n.tags)]
+    direct = [n for n in nodes if not any(t != tag and t.kind in (Kind.REPEAT, Kind.EXPERTS) for t in n.tags)]
     return (direct or nodes)[0].mult
-
-
-def _bytes(store, st) -> sp.Expr:
-    n = store.nbytes
-    if st is not None and st.tp is not None and (store.sharded or st.sp):
-        n = n / st.tp
-    return n
 
 
 def _fused_inner(graph) -> set:
@@ -191,7 +187,7 @@ def _fused_inner(graph) -> set:
             readers.setdefault(t.storage, []).append(node)
     out = set()
     for sid, store in graph.storages.items():
-        regions = [t for t in store.tags if t.startswith("fused:")]
-        if regions and all(regions[0] in n.tags for n in readers.get(sid, [])):
+        fused = regions(store.tags, Kind.FUSED)
+        if fused and all(fused[0] in n.tags for n in readers.get(sid, [])):
             out.add(sid)
     return out

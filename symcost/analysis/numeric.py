@@ -3,403 +3,38 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
 import sympy as sp
 
-from ..errors import SymcostError, suggest
+from symcost.analysis.numeric_form import integer_form
+from symcost.analysis.numeric_program import Output, Program, program
+from symcost.errors import SymcostError, suggest
 
 # How it works.
 #
-# 1. Integer form. Each metric is rewritten, from its expression objects, as W + N / D where W, N and D use only
-#    integers, the arguments, +, −, ×, whole powers, and the inert functions below (maximum, minimum, floor division,
-#    absolute value, select). Terms with rational coefficients or negative powers go over a common denominator
-#    (sympy.together); the others stay in W, unscaled. Max/Min/Piecewise/floor/ceiling are put in integer form argument
-#    by argument (`_barrier`). Arguments are whole numbers, so every intermediate of W, N and D is an integer.
-# 2. Bound. For W, N and D a majorant B is built (`_bound`): coefficients made positive, subtractions made additions,
-#    a max of the parts for the functions. B is at least 1, at least |x| for every intermediate x of the expression
-#    (any sub-sum or sub-product, hence also what CSE shares), and is itself monotone, so B computed in float64 reaches
-#    2**53 exactly when the true B does.
+# 1. Integer form (numeric_form.py). Each metric is rewritten, from its expression objects, as W + N / D where W, N
+#    and D use only integers, the arguments, +, −, ×, whole powers, and inert functions (maximum, minimum, floor
+#    division, absolute value, select). Terms with rational coefficients or negative powers go over a common
+#    denominator (sympy.together); the others stay in W, unscaled. Max/Min/Piecewise/floor/ceiling are put in integer
+#    form argument by argument. Arguments are whole numbers, so every intermediate of W, N and D is an integer.
+# 2. Bound (numeric_form.bound). For W, N and D a majorant B is built: coefficients made positive, subtractions made
+#    additions, a max of the parts for the functions. B is at least 1, at least |x| for every intermediate x of the
+#    expression (any sub-sum or sub-product, hence also what CSE shares), and is itself monotone, so B computed in
+#    float64 reaches 2**53 exactly when the true B does.
 # 3. Rule. A point is exact in float64 when B(W) + B(N) < 2**53 and B(D) < 2**53: then every integer on the way is
 #    below 2**53 and every float64 +, −, ×, max, min, floor division on it is exact; only N / D rounds, so a whole
 #    value comes out exact and any other within one ulp (`_value`). Elsewhere the same program runs on numpy object
 #    arrays of Python ints and the point gets its exact int or Fraction (`Result.exact`). For sums of positive terms B
 #    is the value itself, and a chunk is checked with one max-reduction per metric.
-# 4. Program. All N, D and bounds go through sympy.cse together, then a tree walker (`_Emitter`) turns them into a flat
-#    list of numpy ufunc calls over registers, freeing each register after its last use. No text is parsed or
-#    evaluated: no sympify, parse_expr, lambdify, eval or exec. Large grids run in chunks of BLOCK points, on several
-#    threads (numpy releases the GIL inside ufuncs).
+# 4. Program (numeric_program.py). All N, D and bounds go through sympy.cse together, then a tree walker turns them
+#    into a flat list of numpy ufunc calls over registers, freeing each register after its last use. No text is
+#    parsed or evaluated: no sympify, parse_expr, lambdify, eval or exec. Large grids run in chunks of BLOCK points,
+#    on several threads (numpy releases the GIL inside ufuncs).
 
 EXACT_BELOW = 2**53  # integers below this (in magnitude) are float64s, and so are their exact sums and products
 BLOCK = 1 << 15  # points per chunk: a chunk's temporaries stay in cache
-
-
-class _Max(sp.Function):
-    """Inert maximum of integers (sympy's Max would keep re-simplifying)."""
-
-
-class _Min(sp.Function):
-    """Inert minimum of integers."""
-
-
-class _FloorDiv(sp.Function):
-    """⌊n / d⌋ of two integers."""
-
-    nargs = 2
-
-
-class _Abs(sp.Function):
-    """|n| of an integer."""
-
-    nargs = 1
-
-
-class _Where(sp.Function):
-    """`a` where the condition holds, else `b`."""
-
-    nargs = 3
-
-
-_RELATIONS = (sp.StrictLessThan, sp.LessThan, sp.StrictGreaterThan, sp.GreaterThan, sp.Equality, sp.Unequality)
-
-
-# --- 1. integer form -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Form:
-    """A metric as W + N / D: W, N and D integer-valued for whole arguments; the terms that need no denominator stay
-    in W, so only the fractional terms are scaled by D."""
-
-    whole: sp.Expr
-    num: sp.Expr
-    den: sp.Expr
-
-
-def _form(expr: sp.Expr) -> _Form:
-    holes: dict[sp.Symbol, sp.Expr] = {}
-    terms = sp.Add.make_args(_hide(expr, holes))
-    whole = sp.Add(*(t for t in terms if _integral(t)))
-    num, den = sp.fraction(sp.together(sp.Add(*(t for t in terms if not _integral(t)))))
-    return _Form(*(_checked_integral(e.xreplace(holes), expr) for e in (whole, num, den)))
-
-
-def _quotient(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
-    """expr as (N, D), both integer-valued for whole arguments."""
-    holes: dict[sp.Symbol, sp.Expr] = {}
-    hidden = _hide(expr, holes)
-    if _integral(hidden):
-        return hidden.xreplace(holes), sp.Integer(1)
-    num, den = sp.fraction(sp.together(hidden))
-    return _checked_integral(num.xreplace(holes), expr), _checked_integral(den.xreplace(holes), expr)
-
-
-def _checked_integral(part: sp.Expr, expr: sp.Expr) -> sp.Expr:
-    if not _integral(part):
-        raise SymcostError(f"cannot put {expr} over a whole-number denominator")
-    return part
-
-
-def _hide(expr: sp.Expr, holes: dict) -> sp.Expr:
-    """Arithmetic kept as is; each function replaced by placeholders n/d standing for its integer form."""
-    if expr.is_Rational or expr.is_Symbol:
-        return expr
-    if expr.is_Float:
-        return sp.Rational(expr)
-    if isinstance(expr, (sp.Add, sp.Mul)):
-        return expr.func(*(_hide(a, holes) for a in expr.args))
-    if isinstance(expr, sp.Pow):
-        if not expr.exp.is_Integer:
-            raise SymcostError(f"cannot compile the power {expr}: only whole exponents are supported")
-        return _hide(expr.base, holes) ** expr.exp
-    num, den = _barrier(expr)
-    n = sp.Dummy("n", integer=True)
-    holes[n] = num
-    if den == 1:
-        return n
-    d = sp.Dummy("d", integer=True, **({"positive": True} if den.is_positive else {}))
-    holes[d] = den
-    return n / d
-
-
-def _barrier(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
-    """Integer form of Max, Min, floor, ceiling, Abs and Piecewise."""
-    if isinstance(expr, (sp.Max, sp.Min)):
-        nums, den = _common([_positive(_quotient(a)) for a in expr.args])
-        return (_Max if isinstance(expr, sp.Max) else _Min)(*nums), den
-    if isinstance(expr, (sp.floor, sp.ceiling)):
-        num, den = _quotient(expr.args[0])
-        if den == 1:
-            return num, den
-        if isinstance(expr, sp.floor):
-            return _FloorDiv(num, den), sp.Integer(1)
-        return -_FloorDiv(-num, den), sp.Integer(1)
-    if isinstance(expr, sp.Abs):
-        num, den = _positive(_quotient(expr.args[0]))
-        return _Abs(num), den
-    if isinstance(expr, sp.Piecewise):
-        return _piecewise(expr)
-    raise SymcostError(f"cannot compile {type(expr).__name__} in {expr}")
-
-
-def _positive(q: tuple[sp.Expr, sp.Expr]) -> tuple[sp.Expr, sp.Expr]:
-    """The same quotient with a denominator known to be positive (n·d / d² when its sign is unknown)."""
-    num, den = q
-    if den.is_positive:
-        return q
-    if den.is_negative:
-        return -num, -den
-    return num * den, den**2
-
-
-def _common(qs: list[tuple[sp.Expr, sp.Expr]]) -> tuple[list[sp.Expr], sp.Expr]:
-    """Quotients with positive denominators brought over one (the product of the distinct ones)."""
-    dens = list(dict.fromkeys(d for _, d in qs))
-    den = sp.Mul(*dens)
-    return [n * sp.Mul(*(e for e in dens if e != d)) for n, d in qs], den
-
-
-def _piecewise(expr: sp.Piecewise) -> tuple[sp.Expr, sp.Expr]:
-    pieces = list(expr.args)
-    if pieces[-1].cond is not sp.true:
-        raise SymcostError(f"cannot compile {expr}: a Piecewise needs an otherwise branch (condition True)")
-    num, den = _quotient(pieces[-1].expr)
-    for piece in reversed(pieces[:-1]):
-        if piece.cond is sp.false:
-            continue
-        n, d = _quotient(piece.expr)
-        cond = _condition(piece.cond)
-        num, den = _Where(cond, n, num), (den if d == den else _Where(cond, d, den))
-    return num, den
-
-
-def _condition(cond):
-    """A condition in integer form: each relation a op b becomes N(a − b) op 0 with a positive denominator dropped."""
-    if isinstance(cond, _RELATIONS):
-        num, _ = _positive(_quotient(cond.lhs - cond.rhs))
-        return type(cond)(num, sp.Integer(0), evaluate=False)
-    if isinstance(cond, (sp.And, sp.Or, sp.Not)):
-        return type(cond)(*(_condition(c) for c in cond.args), evaluate=False)
-    if isinstance(cond, sp.ITE):
-        return _Where(*(_condition(c) for c in cond.args))
-    if cond in (sp.true, sp.false):
-        return cond
-    raise SymcostError(f"cannot compile the condition {cond}")
-
-
-def _integral(expr) -> bool:
-    """Built only from integers, symbols, +, ×, whole powers and the inert functions."""
-    if expr in (sp.true, sp.false) or expr.is_Integer or expr.is_Symbol:
-        return True
-    if isinstance(expr, sp.Pow):
-        return expr.exp.is_Integer and expr.exp >= 0 and _integral(expr.base)
-    if isinstance(expr, (sp.Add, sp.Mul, _Max, _Min, _FloorDiv, _Abs, _Where, *_RELATIONS, sp.And, sp.Or, sp.Not)):
-        return all(_integral(a) for a in expr.args)
-    return False
-
-
-# --- 2. bound ------------------------------------------------------------------------------------------------------
-
-
-def _bound(expr):
-    """A majorant ≥ 1 of |x| for every intermediate x of an integer-form expression."""
-    if expr.is_Integer:
-        return abs(expr)
-    if expr.is_Symbol:
-        return expr if expr.is_positive else _max(_Abs(expr), sp.Integer(1))
-    if isinstance(expr, (sp.Add, sp.Mul)):
-        return expr.func(*(_bound(a) for a in expr.args))
-    if isinstance(expr, sp.Pow):
-        return _bound(expr.base) ** expr.exp
-    if isinstance(expr, _Where):
-        return _max(*_condition_bounds(expr.args[0]), _bound(expr.args[1]), _bound(expr.args[2]))
-    return _max(*(_bound(a) for a in expr.args))  # _Max, _Min, _FloorDiv, _Abs
-
-
-def _condition_bounds(cond) -> list:
-    if isinstance(cond, _RELATIONS):
-        return [_bound(cond.lhs), _bound(cond.rhs)]
-    return [b for c in cond.args for b in _condition_bounds(c)]
-
-
-def _max(*parts):
-    parts = [p for p in dict.fromkeys(parts) if p != 0]
-    if not parts:
-        return sp.Integer(0)
-    return parts[0] if len(parts) == 1 else _Max(*parts)
-
-
-# --- 3. program ----------------------------------------------------------------------------------------------------
-
-
-def _ufuncs() -> dict:
-    import numpy as np
-
-    return {
-        "add": np.add, "sub": np.subtract, "mul": np.multiply, "neg": np.negative, "abs": np.absolute,
-        "max": np.maximum, "min": np.minimum, "floordiv": np.floor_divide, "where": np.where,
-        "and": np.logical_and, "or": np.logical_or, "not": np.logical_not,
-        sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.StrictGreaterThan: np.greater,
-        sp.GreaterThan: np.greater_equal, sp.Equality: np.equal, sp.Unequality: np.not_equal,
-    }
-
-
-class _Emitter:
-    """Walks expression trees into steps (ufunc, argument registers, output register); equal nodes share a register."""
-
-    def __init__(self, args: Sequence[sp.Symbol]):
-        self.ops = _ufuncs()
-        self.regs: dict = {a: i for i, a in enumerate(args)}
-        self.consts: dict[int, int] = {}  # value → register
-        self.steps: list[tuple] = []
-        self.size = len(args)
-
-    def fresh(self) -> int:
-        self.size += 1
-        return self.size - 1
-
-    def const(self, value: int) -> int:
-        if value not in self.consts:
-            self.consts[value] = self.fresh()
-        return self.consts[value]
-
-    def emit(self, op, *args: int) -> int:
-        out = self.fresh()
-        self.steps.append((self.ops[op], args, out))
-        return out
-
-    def node(self, expr) -> int:
-        if expr in (sp.true, sp.false):
-            return self.const(int(expr is sp.true))
-        if expr.is_Integer:
-            return self.const(int(expr))
-        if expr not in self.regs:
-            self.regs[expr] = self._walk(expr)
-        return self.regs[expr]
-
-    def _walk(self, expr) -> int:
-        if isinstance(expr, sp.Add):
-            return self._sum(expr.args)
-        if isinstance(expr, sp.Mul):
-            coeff, rest = expr.as_coeff_Mul()
-            if coeff == -1:
-                return self.emit("neg", self.node(rest))
-            return self._chain("mul", [self.node(f) for f in sp.Mul.make_args(rest)] + [self.const(int(coeff))] * (coeff != 1))
-        if isinstance(expr, sp.Pow):
-            return self._power(self.node(expr.base), int(expr.exp))
-        if isinstance(expr, _RELATIONS):
-            return self.emit(type(expr), self.node(expr.lhs), self.node(expr.rhs))
-        ops = {_Max: "max", _Min: "min", sp.And: "and", sp.Or: "or"}
-        if type(expr) in ops:
-            return self._chain(ops[type(expr)], [self.node(a) for a in expr.args])
-        ops = {_FloorDiv: "floordiv", _Abs: "abs", _Where: "where", sp.Not: "not"}
-        if type(expr) in ops:
-            return self.emit(ops[type(expr)], *(self.node(a) for a in expr.args))
-        raise SymcostError(f"cannot compile {type(expr).__name__} in {expr}")
-
-    def _sum(self, terms) -> int:
-        """Positive terms added, negative ones subtracted (so −1·x costs no multiplication)."""
-        plus, minus = [], []
-        for t in terms:
-            coeff, rest = t.as_coeff_Mul()
-            (minus if coeff < 0 else plus).append(-t if coeff < 0 else t)
-        if not plus:
-            return self.emit("neg", self._sum(minus))
-        acc = self._chain("add", [self.node(t) for t in plus])
-        for t in minus:
-            acc = self.emit("sub", acc, self.node(t))
-        return acc
-
-    def _chain(self, op, regs: list[int]) -> int:
-        acc = regs[0]
-        for r in regs[1:]:
-            acc = self.emit(op, acc, r)
-        return acc
-
-    def _power(self, base: int, k: int) -> int:
-        """base**k by squaring (exact in float64 where pow() might not be)."""
-        acc = None
-        while k:
-            if k & 1:
-                acc = base if acc is None else self.emit("mul", acc, base)
-            k >>= 1
-            if k:
-                base = self.emit("mul", base, base)
-        return acc
-
-
-@dataclass(frozen=True)
-class _Output:
-    """Registers of one metric W + N / D: the bound covers W and N together; N and D are None without a fraction."""
-
-    whole: int
-    num: int | None
-    den: int | None
-    bound: int
-    den_bound: int | None
-    signed: bool = False  # W, N or D may be negative
-
-
-@dataclass(frozen=True)
-class _Program:
-    inputs: int  # registers 0..inputs-1 hold the arguments
-    size: int
-    consts: tuple[tuple[int, int], ...]  # (register, value)
-    steps: tuple[tuple, ...]  # (ufunc, argument registers, output register, registers dead afterwards)
-    outputs: tuple[_Output, ...]
-
-    def run(self, inputs: list, const) -> list:
-        regs = [None] * self.size
-        regs[: self.inputs] = inputs
-        for r, v in self.consts:
-            regs[r] = const(v)
-        for fn, args, out, dead in self.steps:
-            regs[out] = fn(*[regs[a] for a in args])
-            for r in dead:
-                regs[r] = None
-        return regs
-
-
-def _program(forms: list[_Form], args: Sequence[sp.Symbol]) -> _Program:
-    exprs = []
-    for f in forms:
-        if f.den == 1:
-            exprs += [f.whole + f.num, _bound(f.whole + f.num)]
-        else:
-            exprs += [f.whole, f.num, f.den, _bound(f.whole) + _bound(f.num), _bound(f.den)]
-    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t", cls=sp.Dummy), order="none")
-    em = _Emitter(args)
-    for sym, expr in replacements:
-        em.regs[sym] = em.node(expr)
-    regs = iter(em.node(e) for e in reduced)
-    outputs = []
-    for f in forms:
-        if f.den == 1:
-            whole, bound = next(regs), next(regs)
-            outputs.append(_Output(whole, None, None, bound, None))
-        else:
-            signed = not all(e.is_nonnegative for e in (f.whole, f.num, f.den))
-            outputs.append(_Output(*(next(regs) for _ in range(5)), signed))
-    return _Program(len(args), em.size, tuple((r, v) for v, r in em.consts.items()), _liveness(em.steps, outputs), tuple(outputs))
-
-
-def _liveness(steps: list[tuple], outputs: list[_Output]) -> tuple:
-    """Each step with the registers no later step (nor any output) reads."""
-    keep = {r for o in outputs for r in (o.whole, o.num, o.den, o.bound, o.den_bound) if r is not None}
-    last: dict[int, int] = {}
-    for i, (_, args, _, ) in enumerate(steps):
-        for a in args:
-            last[a] = i
-    dead: dict[int, list[int]] = {}
-    for r, i in last.items():
-        if r not in keep:
-            dead.setdefault(i, []).append(r)
-    return tuple((fn, args, out, tuple(dead.get(i, ()))) for i, (fn, args, out) in enumerate(steps))
-
-
-# --- 4. evaluation -------------------------------------------------------------------------------------------------
 
 
 def compile_exprs(exprs: dict[str, sp.Expr], args: Sequence[sp.Symbol]) -> "Compiled":
@@ -414,7 +49,7 @@ def compile_exprs(exprs: dict[str, sp.Expr], args: Sequence[sp.Symbol]) -> "Comp
         extra = sorted(map(str, expr.free_symbols - known))
         if extra:
             raise SymcostError(f"metric '{metric}' depends on {', '.join(extra)}, not among the arguments ({', '.join(names)})")
-    return Compiled(list(exprs), args, _program([_form(e) for e in exprs.values()], args))
+    return Compiled(list(exprs), args, program([integer_form(e) for e in exprs.values()], args))
 
 
 class Result(dict):
@@ -448,7 +83,7 @@ class Result(dict):
 class Compiled:
     """Metrics compiled for numeric evaluation; call with a value or array per argument (they broadcast like numpy)."""
 
-    def __init__(self, names: list[str], args: list[sp.Symbol], program: _Program):
+    def __init__(self, names: list[str], args: list[sp.Symbol], program: Program):
         self.names, self.args, self.program = names, args, program
         self.workers = min(4, os.cpu_count() or 1)
 
@@ -618,7 +253,7 @@ def _within(f, region: tuple) -> tuple:
     return tuple(sl if n != 1 else slice(None) for sl, n in zip(region, f.shape))
 
 
-def _value(regs: list, o: _Output):
+def _value(regs: list, o: Output):
     """W + N / D in float64. When all three are known not negative, W + fl(N / D) is within one ulp and exact when
     whole (N / D is then a whole number below 2**53); otherwise W + ⌊N / D⌋ + fl(remainder / D) avoids cancelling."""
     import numpy as np
@@ -631,7 +266,7 @@ def _value(regs: list, o: _Output):
     return np.add(np.add(regs[o.whole], q), np.true_divide(r, regs[o.den]))
 
 
-def _over(regs: list, o: _Output):
+def _over(regs: list, o: Output):
     """Where a metric's bound (or its denominator's) reaches 2**53."""
     import numpy as np
 

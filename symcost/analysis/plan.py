@@ -38,6 +38,7 @@ from symcost.errors import SymcostError
 RECOMPUTE = ("none", "selective", "full")
 ZERO = (0, 1, 2, 3)
 STAGES = ("whole", "first", "last")
+OVER_MEMORY = "memory per device over the device's"  # why a layout (not a degree shape) is rejected
 
 
 @dataclass
@@ -113,7 +114,8 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
             if stage != "whole":
                 kw.update(pp="p", stage=stage)
             a = derive(spec, preset=preset, hf_config=hf_config, set=set, **kw)
-            exprs.update(_stage_exprs(a, stage, zero) if objective == "train" else _decode_exprs(a, stage))
+            found = _stage_exprs(a, zero) if objective == "train" else _decode_exprs(a)
+            exprs.update({_column(stage, q): e for q, e in found.items()})
         symbols = [base.symbol(n) if n in base.dims else _symbol(n) for n in ("t", "p", "N_d", "b")]
         subs = _fixed(base, [s.name for s in symbols])
         exprs = {k: sp.expand(e.xreplace(subs)) for k, e in exprs.items()}
@@ -142,34 +144,38 @@ def _fixed(analysis, searched: list) -> dict:
     return Evaluator(analysis.env, values).subs
 
 
-def _stage_exprs(a, stage: str, zero) -> dict:
+def _stage_exprs(a, zero) -> dict:
     """Per device and micro-batch: FLOPs, comm bytes, activations; per step: training state parts and the
-    data-parallel bytes under each ZeRO stage."""
+    data-parallel bytes under each ZeRO stage (quantity -> expression)."""
     from symcost.analysis.training import dp_communication_bytes, training_state
 
     t = a.totals
     psi = t["params"]
-    out = {f"{stage}.flops": t["flops_fwd"] + t["flops_bwd"] + t["flops_recompute"],
-           f"{stage}.comm": t["comm_bytes"], f"{stage}.act": t["activation_bytes"]}
+    out = {"flops": t["flops_fwd"] + t["flops_bwd"] + t["flops_recompute"], "comm": t["comm_bytes"],
+           "act": t["activation_bytes"]}
     prec, opt = a.precision, a.request.optimizer
     for z in zero:
         st = training_state(psi, precision=prec, optimizer=opt, zero=z, dp=a.dp)
-        out[f"{stage}.w{z}"], out[f"{stage}.g{z}"], out[f"{stage}.o{z}"] = (st.weight_bytes, st.gradient_bytes,
-                                                                             st.optimizer_bytes)
-        out[f"{stage}.dp{z}"] = dp_communication_bytes(psi, prec, z, a.dp, exact=True)
+        out[f"w{z}"], out[f"g{z}"], out[f"o{z}"] = st.weight_bytes, st.gradient_bytes, st.optimizer_bytes
+        out[f"dp{z}"] = dp_communication_bytes(psi, prec, z, a.dp, exact=True)
     # ZeRO-3 gathers the weights again for every further micro-batch: 2Ψ·weight bytes, ring volume
     w = training_state(psi, precision=prec, optimizer=opt).precision.weight
-    out[f"{stage}.gather"] = 2 * psi * w * (a.dp - 1) / a.dp
+    out["gather"] = 2 * psi * w * (a.dp - 1) / a.dp
     return out
 
 
-def _decode_exprs(a, stage: str) -> dict:
+def _decode_exprs(a) -> dict:
+    """Per device: a decode step's FLOPs, bytes, comm bytes, weights, KV cache and memory (quantity -> expression)."""
     from symcost.analysis.quantity import memory_bytes
 
     s = a.summary
-    return {f"{stage}.flops": s.flops, f"{stage}.bytes": s.bytes, f"{stage}.comm": s.comm_bytes,
-            f"{stage}.weights": a.totals["weight_bytes"], f"{stage}.kv": a.totals["kv_cache_bytes"],
-            f"{stage}.memory": memory_bytes(a)}
+    return {"flops": s.flops, "bytes": s.bytes, "comm": s.comm_bytes, "weights": a.totals["weight_bytes"],
+            "kv": a.totals["kv_cache_bytes"], "memory": memory_bytes(a)}
+
+
+def _column(stage: str, quantity: str) -> str:
+    """The name a stage's quantity has among the compiled metrics ("first.flops")."""
+    return f"{stage}.{quantity}"
 
 
 # ---- enumeration ---------------------------------------------------------------------------------------------
@@ -201,21 +207,14 @@ def _degree_problem(analysis, name: str, n: int) -> str | None:
     """Why tensor (name t) or pipeline (p) degree n cannot split this model, or None."""
     from dataclasses import replace
 
-    from symcost.cost.accounting import check_divisible
+    from symcost.cost.parallel import indivisible
 
     report = analysis.report
     if name == "p" and n > 1 and not report.graph.families:
         return "the spec repeats no layers to split over pipeline stages"
     probe = replace(report, settings=replace(report.settings, **{"tp" if name == "t" else "pp": sp.Integer(n)}))
-    try:
-        check_divisible(probe, analysis.values)
-    except SymcostError as e:
-        import re
-
-        text = str(e).splitlines()[0].removeprefix("error: ")
-        text = text.split(": ", 1)[1] if text.startswith("--") else text
-        return f"{name} does not divide what it splits: " + re.sub(r",? which \d+ does not divide$", "", text)
-    return None
+    problem = indivisible(probe, analysis.values)
+    return None if problem is None else f"{name} does not divide what it splits: {problem.problem}"
 
 
 def layouts(shape_list: list, global_batch: int, max_micro: int | None = None):
@@ -346,7 +345,7 @@ def plan(spec=None, *, devices: int, device: str, global_batch: int | None = Non
     fits = found.parts["memory"] <= search.capacity
     evaluated, fitting = len(fits), int(np.count_nonzero(fits))
     if evaluated > fitting:
-        rejected["memory per device over the device's"] = evaluated - fitting
+        rejected[OVER_MEMORY] = evaluated - fitting
     key = found.parts["time"] if objective == "train" else -found.parts["tokens_per_s"]
     order = np.flatnonzero(fits)
     # best first; ties (ZeRO stages that change only memory) broken by less memory, then fewer devices per replica
@@ -426,12 +425,12 @@ def check_layout(search: Search, row: dict, **source) -> list:
         a = derive(source.get("spec"), preset=source.get("preset"), hf_config=source.get("hf_config"),
                    set=source.get("set"), **kw)
         v = a.at(b=row["b"])
-        exprs = _stage_exprs(a, stage, (row["zero"],)) if train else _decode_exprs(a, stage)
+        exprs = _stage_exprs(a, (row["zero"],)) if train else _decode_exprs(a)
         compiled = search.programs[row["recompute"] if train else "none"](
             exact=False, t=row["t"], p=row["p"], N_d=row["d"], b=row["b"])
-        for name, e in exprs.items():
+        for quantity, e in exprs.items():
             exact = v(e)
-            got = float(compiled[name])
+            got = float(compiled[_column(stage, quantity)])
             ok = abs(float(exact) - got) <= 1e-9 * max(1.0, abs(float(exact)))
-            out.append((stage, name.split(".", 1)[1], exact, got, ok))
+            out.append((stage, quantity, exact, got, ok))
     return out

@@ -132,9 +132,9 @@ def block_metric(analysis, ref: str) -> sp.Expr:
     blocks = analysis.report.blocks
     found = [b for b in blocks if b.path == path]
     if not found:
-        found = [b for b in blocks if b.path.rsplit("/", 1)[-1] == path or b.block == path]
+        found = [b for b in blocks if b.name == path or b.block == path]
     if not found:
-        found = [b for b in blocks if path in b.path.rsplit("/", 1)[-1]]
+        found = [b for b in blocks if path in b.name]
     if not found:
         raise SymcostError(f"no block '{path}' in {analysis.name}", None,
                            "blocks: " + ", ".join(b.path for b in blocks) if blocks else "the spec has no blocks")

@@ -1,11 +1,13 @@
-"""Inverse questions on closed forms: the largest or smallest whole value of a dim under constraints, where two
-quantities cross, and how a quantity behaves as a dim grows.
+"""Inverse questions on closed forms: the extreme value of a dim under constraints, crossovers, and limits.
+
+The largest or smallest whole value of a dim under constraints, where two quantities cross, and how a quantity
+behaves as a dim grows.
 
 Bounds (`solve_bound`). Every other dim takes its given value, so each constraint becomes g(x) OP 0 in the one
-unknown x. `direction` proves g monotone on x > 0 from its expression (sums and products of monotone positive
-parts, Max/Min of parts moving the same way, or a rational function whose derivative has a numerator and a
-denominator of one sign); a monotone constraint holds on a prefix or a suffix of the integers, found by doubling
-(a bracket) and bisection, each step an exact evaluation. The answer is the end of the intersection, moved to the
+unknown x. `monotone.direction` proves g monotone on x > 0 from its expression (sums and products of monotone
+positive parts, Max/Min of parts moving the same way, or a rational function whose derivative has a numerator and a
+denominator of one sign); a monotone constraint holds on a prefix or a suffix of the integers, found by doubling (a
+bracket) and bisection, each step an exact evaluation. The answer is the end of the intersection, moved to the
 nearest value that is valid (a degree must divide the heads, derived dims must come out whole), and is shown with
 every constraint evaluated there and at the next integer. The closed form of the boundary solves g = 0 with the
 other dims as symbols (the device's memory as M): Max/Min are replaced by the branch active at the answer, and a
@@ -24,74 +26,13 @@ from fractions import Fraction
 
 import sympy as sp
 
+from symcost.analysis.monotone import direction
 from symcost.analysis.quantity import Constraint, parse_constraint, parse_term
 from symcost.errors import SymcostError
 
 LIMIT = 10**18  # the largest value searched: beyond it a dim is "unbounded"
 SCAN = 100_000  # values tried from the boundary to find one that is valid (a degree dividing the heads)
 MAX_DEGREE = 2  # closed forms of boundaries up to quadratics
-
-
-# ---- monotonicity --------------------------------------------------------------------------------------------
-def direction(e: sp.Expr, x: sp.Symbol) -> int | None:
-    """+1 if e is nondecreasing in x on x > 0, −1 nonincreasing, 0 constant, None when not proven."""
-    if x not in e.free_symbols:
-        return 0
-    if e == x:
-        return 1
-    if isinstance(e, (sp.Max, sp.Min)):
-        return _same([direction(a, x) for a in e.args])
-    if isinstance(e, (sp.floor, sp.ceiling)):
-        return direction(e.args[0], x)
-    if not e.has(sp.Max, sp.Min, sp.floor, sp.ceiling, sp.Piecewise):
-        found = _rational_direction(e, x)
-        if found is not None:
-            return found
-    if isinstance(e, sp.Add):
-        return _same([direction(a, x) for a in e.args])
-    if isinstance(e, sp.Mul):
-        coeff, rest = e.as_coeff_Mul()
-        factors = sp.Mul.make_args(rest)
-        if not all(f.is_positive for f in factors):
-            return None
-        found = _same([direction(f, x) for f in factors])
-        return None if found is None else found * (1 if coeff > 0 else -1 if coeff < 0 else 0)
-    if isinstance(e, sp.Pow) and e.exp.is_Integer and e.base.is_positive:
-        found = direction(e.base, x)
-        return None if found is None else found * (1 if e.exp > 0 else -1)
-    return None
-
-
-def _same(dirs: list) -> int | None:
-    if None in dirs:
-        return None
-    moving = set(dirs) - {0}
-    return 0 if not moving else moving.pop() if len(moving) == 1 else None
-
-
-def _rational_direction(e: sp.Expr, x: sp.Symbol) -> int | None:
-    try:
-        num, den = sp.fraction(sp.together(sp.diff(e, x)))
-        pn, pd = sp.Poly(num, x), sp.Poly(den, x)
-    except (sp.PolynomialError, sp.GeneratorsNeeded):
-        return None
-    cd = pd.coeffs()
-    if not all(c.is_number for c in cd + pn.coeffs()):
-        return None
-    if all(c >= 0 for c in cd):
-        sign = 1
-    elif all(c <= 0 for c in cd):
-        sign = -1
-    else:
-        return None
-    cn = pn.coeffs()
-    if pn.is_zero:
-        return 0
-    if all(c >= 0 for c in cn):
-        return sign
-    if all(c <= 0 for c in cn):
-        return -sign
-    return None
 
 
 # ---- bounds --------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def render() -> str:
         forms = forms_for(train)
         g = train.graph
         out += [f"## {g.title or g.name} — `specs/{spec_name}`", ""]
-        repeated = [b for b in train.blocks if b.repeat != 1 and "/" not in b.path]
+        repeated = [b for b in train.blocks if b.repeat != 1 and not b.scope]
         for blk in repeated:
             pre = next(p for p in prefill.blocks if p.path == blk.path)
             out += [f"Per instance of `{blk.path}` (× ${forms.latex(blk.repeat)}$):", "", "$$", r"\begin{aligned}"]

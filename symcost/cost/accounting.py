@@ -1,18 +1,18 @@
 """Graph to closed forms: metrics per op, per block instance and for the whole model, canonical and stable."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
-from symcost.cost.record import CONVENTIONS, METRICS, Cost
-from symcost.model.dims import fmt_shape
+from symcost.cost.parallel import (STAGES, all_to_all, declared_stage_share, expert_parallel, output_gathers,
+                                   param_share, pipeline_share, pipeline_traffic, placement, saved_bytes,
+                                   tensor_parallel)
+from symcost.cost.record import CONVENTIONS, METRICS, ZERO, Cost
 from symcost.errors import SymcostError
-from symcost.model.graph import Graph, OpNode
+from symcost.model.graph import Graph, Kind, OpNode, inside, regions
 from symcost.model.builder import build
 from symcost.lang.parse import load
-
-ZERO = sp.Integer(0)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class BlockReport:
     block: str
     repeat: sp.Expr
     metrics: dict  # per instance
+    name: str = ""  # the instance's own name, the last part of its path
+    scope: str = ""  # the path it is called under ("" at the top level)
 
 
 @dataclass
@@ -88,7 +90,6 @@ class Settings:
     stage: str = "first"  # under pp, the stage reported: first (embedding + L/p layers), middle, last (+ head)
 
 
-
 RECOMPUTE = ("none", "selective", "full")
 CAUSAL = ("full", "half")
 
@@ -96,7 +97,25 @@ CAUSAL = ("full", "half")
 def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -> Report:
     """Closed forms for a built graph. `keep` names derived dims to leave unexpanded (e.g. d); `options` are
     the other Settings fields (recompute, flash, tp, sp, causal)."""
-    st = Settings(convention, tuple(keep), **options)
+    st = _checked(Settings(convention, tuple(keep), **options), graph)
+    canon = _canonical(graph, st)
+    place = placement(graph)
+    if st.pp is not None and "layers" not in place.values():
+        raise SymcostError("pipeline parallelism splits repeated layers over stages; this spec repeats nothing")
+    costs = _op_costs(graph, st, place)
+    kept = _Kept(graph, st, place)
+    ops = [_op_report(node, kept, costs, st, canon) for node in graph.ops]
+    total, held = _whole_model(graph, st, costs, place)
+    activation = _activation(graph, kept)
+    totals = {m: canon(activation if m == "activation_bytes" else total.metric(m, st.convention)) for m in METRICS}
+    blocks = _block_reports(graph, ops, costs, kept, st, canon)
+    frozen = sum((n * p.mult for p, n in held if p.frozen), ZERO)
+    return Report(graph, st.convention, totals, blocks, ops, st.keep, _repeat_symbols(graph), st,
+                  canon(_streamed_weights(graph, costs)), canon(frozen))
+
+
+def _checked(st: Settings, graph: Graph) -> Settings:
+    """The settings, each checked against its choices (and --keep against the graph's derived dims)."""
     if st.convention not in CONVENTIONS:
         raise SymcostError(f"unknown FLOP convention '{st.convention}'; use one of {', '.join(CONVENTIONS)}")
     if st.recompute not in RECOMPUTE:
@@ -113,80 +132,108 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     for name in st.keep:
         if name not in env.dims or env.dims[name].definition is None:
             raise SymcostError(f"--keep takes derived dimensions; '{name}' is not one")
-    defs = {d.symbol: d.definition for d in env.dims.values() if d.definition is not None and d.name not in st.keep}
+    return st
+
+
+def _canonical(graph: Graph, st: Settings):
+    """The canonical form of a closed form: derived dims (but those kept) substituted, then expanded."""
+    defs = {d.symbol: d.definition for d in graph.env.dims.values()
+            if d.definition is not None and d.name not in st.keep}
 
     def canon(e) -> sp.Expr:
         return expand_sum(e.xreplace(defs) if defs else e)
 
-    storages = graph.storages
-    a2a = _all_to_all(graph, st)
-    gathers = _output_gathers(graph, st)
+    return canon
+
+
+def _op_costs(graph: Graph, st: Settings, place: dict) -> dict:
+    """Each op's per-instance, per-device cost under the settings (op id -> Cost)."""
+    a2a = all_to_all(graph, st)
+    gathers = output_gathers(graph, st)
     fused_io = _fused_traffic(graph) if st.flash else {}
-    place = placement(graph)
-    if st.pp is not None and "layers" not in place.values():
-        raise SymcostError("pipeline parallelism splits repeated layers over stages; this spec repeats nothing")
-    costs = {id(node): _account(node, graph, st, a2a, fused_io, place[id(node)], gathers) for node in graph.ops}
+    return {id(node): _account(node, graph, st, a2a, fused_io, place[id(node)], gathers) for node in graph.ops}
 
-    # which saved storages are kept, and how many bytes each holds per device
-    savers: dict[int, list] = {}
-    for node in graph.ops:
-        for sid in node.saves:
-            savers.setdefault(sid, []).append(node)
-    carried = {fam.carried for fam in graph.families}
-    kept = {sid for sid in savers if not _dropped(storages[sid], savers[sid], carried, st)}
-    first_saver = {sid: nodes[0] for sid, nodes in savers.items() if sid in kept}
 
-    def nbytes(sid: int) -> sp.Expr:
-        store = storages[sid]
-        n = store.nbytes
-        if st.tp is not None and (store.sharded or st.sp):
-            n = n / st.tp
-        if st.pp is not None:  # a layer's tensors on L/p of the layers; the others where their savers run
-            shares = [_stage_share("layers" if _in(store.tags, "repeat:") else place[id(s)], st)
-                      for s in savers.get(sid, ())] or [_stage_share("layers", st)]
-            n = n * (shares[0] if len(set(shares)) == 1 else sp.Max(*shares))
-        return n
+class _Kept:
+    """The saved storages kept under the settings, the op that saves each first, and their bytes per device."""
 
-    ops = []
-    for node in graph.ops:
-        saved = tuple(
-            Saved(_label(node, storages[sid]), nbytes(sid), storages[sid].mult / node.mult,
-                  first_saver.get(sid) is node)
-            for sid in node.saves
-            if sid in kept
-        )
-        act = sp.Add(*(s.nbytes * s.share for s in saved if s.first))
-        ops.append(OpReport(node, saved, act, st.convention, canon, costs[id(node)]))
+    def __init__(self, graph: Graph, st: Settings, place: dict):
+        self.storages, self._st, self._place = graph.storages, st, place
+        self.savers: dict[int, list] = {}
+        for node in graph.ops:
+            for sid in node.saves:
+                self.savers.setdefault(sid, []).append(node)
+        carried = {fam.carried for fam in graph.families}
+        self.kept = {sid for sid in self.savers if not _dropped(self.storages[sid], self.savers[sid], carried, st)}
+        self.first = {sid: nodes[0] for sid, nodes in self.savers.items() if sid in self.kept}
 
-    # whole model
+    def nbytes(self, sid: int) -> sp.Expr:
+        return saved_bytes(self.storages[sid], self.savers.get(sid, ()), self._place, self._st)
+
+
+def _op_report(node: OpNode, kept: _Kept, costs: dict, st: Settings, canon) -> OpReport:
+    """One op's report: what it saves (kept storages only) and the activation bytes it is first to save."""
+    storages = kept.storages
+    saved = tuple(
+        Saved(_label(node, storages[sid]), kept.nbytes(sid), storages[sid].mult / node.mult,
+              kept.first.get(sid) is node)
+        for sid in node.saves
+        if sid in kept.kept
+    )
+    act = sp.Add(*(s.nbytes * s.share for s in saved if s.first))
+    return OpReport(node, saved, act, st.convention, canon, costs[id(node)])
+
+
+def _whole_model(graph: Graph, st: Settings, costs: dict, place: dict) -> tuple:
+    """The whole model's cost on one device (every op, the declared parameters it holds, the pipeline's
+    traffic), and the declared parameters with the elements of each it holds."""
     total = Cost.total((costs[id(node)], node.mult) for node in graph.ops)
     readers = _param_readers(graph)
-    held = [(p, _param_share(p, st) * _declared_stage_share(readers.get(p.path, ()), place, st))
+    held = [(p, param_share(p, st) * declared_stage_share(readers.get(p.path, ()), place, st))
             for p in _declared(graph)]
     total = total + Cost(
         params=sum((n * p.mult for p, n in held), ZERO),
         active_params=sum((n * p.mult for p, n in held), ZERO),
         weight_bytes=sum((n * p.dtype.nbytes * p.mult for p, n in held), ZERO),
     )
-    total = total + Cost(comm_bytes=_pipeline_traffic(graph, st))
-    activation = sp.Add(*(nbytes(sid) * storages[sid].mult for sid in first_saver))
-    # Nested loops share instances: an inner loop's first input is the outer loop's carried tensor, and its
-    # last output may be the outer body's output. Count such an instance once, as the outer loop's.
-    seen = set(kept)
+    return total + Cost(comm_bytes=pipeline_traffic(graph, st)), held
+
+
+def _activation(graph: Graph, kept: _Kept) -> sp.Expr:
+    """Bytes saved for the backward pass: every kept storage once, loop-carried instances counted by family."""
+    storages = kept.storages
+    activation = sp.Add(*(kept.nbytes(sid) * storages[sid].mult for sid in kept.first))
+    seen, shared = _shared_instances(graph, kept)
+    return activation + shared + _family_corrections(graph, kept, seen)
+
+
+def _shared_instances(graph: Graph, kept: _Kept) -> tuple:
+    """Nested loops share instances: an inner loop's first input is the outer loop's carried tensor, and its
+    last output may be the outer body's output. Count such an instance once, as the outer loop's. Returns the
+    storages counted (kept or shared) and the bytes the shared ones add."""
+    storages = kept.storages
+    seen = set(kept.kept)
+    added = ZERO
     carried_by = {f.carried: f for f in graph.families}
     final_of = {f.final: f for f in graph.families}
     for inner in graph.families:
-        if inner.init in carried_by and inner.carried in kept:
+        if inner.init in carried_by and inner.carried in kept.kept:
             outer = carried_by[inner.init]  # saved as the inner loop's first input (its family rule drops the copy)
             if outer.carried not in seen:
                 seen.add(outer.carried)
-                activation += nbytes(outer.carried) * storages[outer.carried].mult
+                added += kept.nbytes(outer.carried) * storages[outer.carried].mult
     for outer in graph.families:
         inner = final_of.get(outer.body_out)
-        if inner is not None and inner.body_out in kept and outer.body_out not in seen:
+        if inner is not None and inner.body_out in kept.kept and outer.body_out not in seen:
             # the outer body's output is the inner loop's last output: saved, and its family rule drops the copy
             seen.add(outer.body_out)
-            activation += nbytes(outer.body_out) * storages[outer.body_out].mult
+            added += kept.nbytes(outer.body_out) * storages[outer.body_out].mult
+    return seen, added
+
+
+def _family_corrections(graph: Graph, kept: _Kept, seen: set) -> sp.Expr:
+    """A loop-carried tensor's storage stands for count instances: x_0 (init) … x_count (final) overlap it."""
+    total = ZERO
     for fam in graph.families:
         c, o = fam.carried in seen, fam.body_out in seen
         i, z = int(fam.init in seen), int(fam.final in seen)
@@ -198,42 +245,46 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
             correction = -z
         else:
             correction = 0
-        activation += correction * nbytes(fam.carried) * fam.mult
-    totals = {m: canon(activation if m == "activation_bytes" else total.metric(m, st.convention)) for m in METRICS}
+        total += correction * kept.nbytes(fam.carried) * fam.mult
+    return total
 
-    # per block instance: the ops below each block path, indexed once
+
+def _block_reports(graph: Graph, ops: list, costs: dict, kept: _Kept, st: Settings, canon) -> list:
+    """Per block instance: the ops below each block path, indexed once."""
     within: dict[str, list] = {}
     for r in ops:
-        parts = r.node.path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            within.setdefault("/".join(parts[:i]), []).append(r)
-    blocks = []
-    for b in graph.blocks:
-        inside = within.get(b.path, [])
-        # under pipeline parallelism a device holds L/p layers, each of them whole
-        staged = st.pp is not None and b.mult.free_symbols and any(_in(r.node.tags, "repeat:") for r in inside)
-        undo = st.pp if staged else 1
-        cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult * undo) for r in inside)
-        acts = []
-        for r in inside:
-            for sid in r.node.saves:
-                store = storages[sid]
-                if first_saver.get(sid) is not r.node:
-                    continue
-                if store.creator.startswith(b.path + "/") or (sid in b.args and store.mult == b.mult):
-                    acts.append(nbytes(sid) * store.mult / b.mult * undo)
-        act = sp.Add(*acts)
-        metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, st.convention)) for m in METRICS}
-        blocks.append(BlockReport(b.path, b.block, b.mult / undo if staged else b.mult, metrics))
+        for path in r.node.blocks:
+            within.setdefault(path, []).append(r)
+    return [_block_report(b, within.get(b.path, []), costs, kept, st, canon) for b in graph.blocks]
 
-    repeat_syms = []
+
+def _block_report(b, ops_in: list, costs: dict, kept: _Kept, st: Settings, canon) -> BlockReport:
+    """One block instance's metrics, from the ops inside it and the storages they are first to save."""
+    # under pipeline parallelism a device holds L/p layers, each of them whole
+    staged = st.pp is not None and b.mult.free_symbols and any(inside(r.node.tags, Kind.REPEAT) for r in ops_in)
+    undo = st.pp if staged else 1
+    cost = Cost.total((costs[id(r.node)], r.node.mult / b.mult * undo) for r in ops_in)
+    acts = []
+    for r in ops_in:
+        for sid in r.node.saves:
+            store = kept.storages[sid]
+            if kept.first.get(sid) is not r.node:
+                continue
+            if b.path in store.blocks or (sid in b.args and store.mult == b.mult):
+                acts.append(kept.nbytes(sid) * store.mult / b.mult * undo)
+    act = sp.Add(*acts)
+    metrics = {m: canon(act if m == "activation_bytes" else cost.metric(m, st.convention)) for m in METRICS}
+    return BlockReport(b.path, b.block, b.mult / undo if staged else b.mult, metrics, b.name, b.scope)
+
+
+def _repeat_symbols(graph: Graph) -> tuple:
+    """The symbols of the blocks' multiplicities (repeat counts), in order of first use."""
+    out = []
     for b in graph.blocks:
         for s in sorted(b.mult.free_symbols, key=lambda x: x.name):
-            if s not in repeat_syms:
-                repeat_syms.append(s)
-    frozen = sum((n * p.mult for p, n in held if p.frozen), ZERO)
-    return Report(graph, st.convention, totals, blocks, ops, st.keep, tuple(repeat_syms), st,
-                  canon(_streamed_weights(graph, costs)), canon(frozen))
+            if s not in out:
+                out.append(s)
+    return tuple(out)
 
 
 def _streamed_weights(graph: Graph, costs: dict) -> sp.Expr:
@@ -247,51 +298,6 @@ def _streamed_weights(graph: Graph, costs: dict) -> sp.Expr:
             reads = reads * sp.Min(1, b * node.mult / node.params[0].mult)
         total.append(reads)
     return sp.Add(*total)
-
-
-def _in(tags, kind: str) -> bool:
-    return any(t.startswith(kind) for t in tags)
-
-
-def check_divisible(report: Report, values: dict) -> None:
-    """Tensor and expert parallelism split whole rows, heads and experts, and a pipeline stage holds whole layers:
-    a degree (a number, or a name given a value) must divide the size of every axis it splits, at the given dims
-    (names -> ints)."""
-    st, env = report.settings, report.env
-    if st is None:
-        return
-    subs = {env.dims[n].symbol: sp.Integer(v) for n, v in values.items() if n in env.dims}
-    for dim in env.dims.values():
-        if dim.definition is not None:
-            subs.setdefault(dim.symbol, dim.definition.xreplace(subs))
-    tp, ep, pp = (None if d is None else d.xreplace(subs) for d in (st.tp, st.ep, st.pp))
-    if tp is not None and tp.is_Integer:
-        for size, loc in report.graph.splits:
-            _divides(tp, size, subs, f"--tp {tp}: tensor parallelism splits the heads,", loc)
-        for p in report.graph.params:
-            if p.shard_axis is not None:
-                _divides(tp, p.shape[p.shard_axis], subs, f"--tp {tp}: tensor parallelism splits {p.path} "
-                         f"{fmt_shape(p.shape)} along", p.loc,
-                         "a vocabulary that does not split is padded by Megatron-LM and vLLM: set it to the padded "
-                         "size, or keep the embedding and head whole with --no-vocab-parallel")
-    if st.sp and tp is not None and tp.is_Integer and "s" in env.dims:
-        _divides(tp, env.dims["s"].symbol, subs, f"--tp {tp} --sp: sequence parallelism splits the sequence,",
-                 env.dims["s"].loc)
-    if ep is not None and ep.is_Integer:
-        for count, loc in report.graph.expert_counts:
-            _divides(ep, count, subs, f"--ep {ep}: expert parallelism splits the experts,", loc)
-    if pp is not None and pp.is_Integer:
-        for fam in report.graph.families:
-            if fam.mult == 1:  # a top-level repeat: each stage runs count/p of its layers
-                _divides(pp, fam.count, subs, "--pp {}: each pipeline stage holds whole layers: the repeat count".format(
-                    pp), None)
-
-
-def _divides(degree, size, subs: dict, what: str, loc, hint: str | None = None) -> None:
-    value = size.xreplace(subs)
-    if value.is_Integer and value % degree != 0:
-        raise SymcostError(f"{what} {str(size).replace('**', '^')} = {value}, which {degree} does not divide", loc,
-                           hint)
 
 
 def _declared(graph: Graph) -> list:
@@ -311,32 +317,6 @@ def _param_readers(graph: Graph) -> dict:
     return out
 
 
-def _declared_stage_share(readers, place: dict, st: Settings) -> sp.Expr:
-    """1 when the reported pipeline stage holds a declared parameter: some op on it reads the parameter (a tied
-    table is held by the first stage for the lookup and by the last for the head)."""
-    if st.pp is None or st.pp == 1:
-        return sp.Integer(1)
-    return sp.Integer(1 if any(_stage_share(place[id(n)], st) != 0 for n in readers) else 0)
-
-
-def _param_share(p, st: Settings) -> sp.Expr:
-    return p.numel / st.tp if (st.tp is not None and p.sharded) else p.numel
-
-
-def _pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
-    """Per device and micro-batch: each stage boundary sends the carried activation forward and its gradient
-    back (b·s·h elements per boundary for a Transformer)."""
-    if st.pp is None or st.pp == 1:
-        return ZERO
-    carried = [graph.storages[f.carried].nbytes for f in graph.families if f.mult == 1]
-    if not carried:
-        return ZERO
-    # a device sits between two stages at most: it sends one boundary's activation (the widest, if the
-    # spec repeats several kinds of layer) forward and receives/sends its gradient back
-    per_pass = carried[0] if len(carried) == 1 else sp.Max(*carried)
-    return per_pass * (2 if graph.phase == "train" else 1)
-
-
 def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict, place: str,
              gathers: dict) -> Cost:
     """One op's per-instance, per-device cost under the settings: the counting conventions, then each kind of
@@ -345,9 +325,9 @@ def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict
     if id(node) in fused_io:
         cost = replace(cost, io_bytes=fused_io[id(node)][0], io_sharded=fused_io[id(node)][1])
     cost = _conventions(cost, node, graph, st)
-    cost = _tensor_parallel(cost, node, st, gathers.get(id(node), ZERO))
-    cost = _expert_parallel(cost, node, st, a2a)
-    return _pipeline_share(cost, place, st)
+    cost = tensor_parallel(cost, node, st, gathers.get(id(node), ZERO))
+    cost = expert_parallel(cost, node, st, a2a)
+    return pipeline_share(cost, place, st)
 
 
 def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
@@ -365,8 +345,8 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
         half = node.causal
         cost = replace(cost, macs_fwd=cost.macs_fwd * half, mm_outputs_fwd=cost.mm_outputs_fwd * half,
                        macs_bwd=cost.macs_bwd * half, mm_outputs_bwd=cost.mm_outputs_bwd * half)
-    region = _in(node.tags, "fused:")
-    inside_repeat = _in(node.tags, "repeat:")
+    region = inside(node.tags, Kind.FUSED)
+    inside_repeat = inside(node.tags, Kind.REPEAT)
     if graph.phase == "train" and ((st.recompute == "selective" or st.flash) and region
                                    or st.recompute == "full" and inside_repeat):
         # recomputed in the backward pass: its forward work again
@@ -375,131 +355,12 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
     return cost
 
 
-def _tensor_parallel(cost: Cost, node: OpNode, st: Settings, gathered=ZERO) -> Cost:
-    """Tensor parallelism over t devices: sharded weights and the work on sharded tensors split t ways; the
-    all-reduces of row-parallel outputs (forward) and column-parallel inputs (backward) added."""
-    if st.tp is None:
-        return cost
-    t = st.tp
-    if node.sharded:
-        if node.params:  # the share of this op's own weights one device holds (a row-parallel bias stays whole)
-            whole = sp.Add(*(p.numel for p in node.params))
-            held = sp.Add(*(p.numel / t if p.sharded else p.numel for p in node.params))
-            whole_b = sp.Add(*(p.numel * p.dtype.nbytes for p in node.params))
-            held_b = sp.Add(*((p.numel / t if p.sharded else p.numel) * p.dtype.nbytes for p in node.params))
-            cost = replace(cost, params=cost.params * held / whole, active_params=cost.active_params * held / whole,
-                           weight_bytes=cost.weight_bytes * held_b / whole_b)
-        io = cost.io_bytes - cost.io_sharded * (1 - 1 / t)  # replicated inputs and whole outputs move in full
-        cost = replace(cost, **{f: getattr(cost, f) / t for f in _COMPUTE_FIELDS}, io_bytes=io,
-                       io_sharded=cost.io_sharded / t)
-    ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
-    # a split output nothing reads (the logits when generating) is all-gathered: (t−1)/t of it per device
-    return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring + gathered * (t - 1) / t)
-
-
-def _output_gathers(graph: Graph, st: Settings) -> dict:
-    """Per op (id → bytes per instance): the outputs split over tensor-parallel devices that no op reads."""
-    if st.tp is None:
-        return {}
-    read = {t.storage for node in graph.ops for t in node.inputs}
-    out = {}
-    for node in graph.ops:
-        left = [t.nbytes for t in node.outputs if t.sharded and t.storage not in read
-                and graph.storages[t.storage].creator == node.path]
-        if left:
-            out[id(node)] = sp.Add(*left)
-    return out
-
-
-def _expert_parallel(cost: Cost, node: OpNode, st: Settings, a2a: dict) -> Cost:
-    """Expert parallelism over e devices: each keeps its own tokens and holds E/e of the experts, so expert
-    weights (and their reads) shrink while the work on its tokens' k expert slots does not; tokens travel."""
-    if st.ep is None or not _in(node.tags, "experts:"):
-        return cost
-    e = st.ep
-    return replace(cost, params=cost.params / e, weight_bytes=cost.weight_bytes / e,
-                   io_bytes=cost.io_bytes - cost.weight_reads * (1 - 1 / e), weight_reads=cost.weight_reads / e,
-                   comm_bytes=cost.comm_bytes + a2a.get(id(node), ZERO))
-
-
-def _pipeline_share(cost: Cost, place: str, st: Settings) -> Cost:
-    """Pipeline parallelism: the reported stage runs L/p of every repeated layer, and the ops outside the
-    repeats only if they are placed on it (see placement)."""
-    share = _stage_share(place, st)
-    if share == 1:
-        return cost
-    return Cost(**{f.name: getattr(cost, f.name) * share for f in fields(Cost)})
-
-
-STAGES = ("first", "middle", "last")
-
-
-def placement(graph: Graph) -> dict:
-    """Where pipeline parallelism puts each op: 'layers' for ops in a repeat (each stage holds L/p of them),
-    'first' for ops before the first repeated op (the embedding), 'last' for the others (the head, the loss)."""
-    out, seen = {}, False
-    for node in graph.ops:
-        if _in(node.tags, "repeat:"):
-            out[id(node)], seen = "layers", True
-        else:
-            out[id(node)] = "last" if seen else "first"
-    return out
-
-
-_placement = placement
-
-
-def _stage_share(place: str, st: Settings) -> sp.Expr:
-    if st.pp is None or st.pp == 1:
-        return sp.Integer(1)
-    if place == "layers":
-        return 1 / st.pp
-    return sp.Integer(1 if place == st.stage else 0)
-
-
-def _all_to_all(graph: Graph, st: Settings) -> dict:
-    """Expert parallelism: each token goes to the devices holding its k experts and comes back (all-to-all).
-    Per op (id → bytes per instance): what enters an experts region (dispatch, at its first reader) and what
-    leaves it (combine, at its producer), each moving (ep−1)/ep of its bytes, forward and backward."""
-    if st.ep is None:
-        return {}
-    storages = graph.storages
-    passes = 2 if graph.phase == "train" else 1
-    share = (st.ep - 1) / st.ep * passes
-    readers: dict[int, list] = {}
-    for node in graph.ops:
-        for t in node.inputs:
-            readers.setdefault(t.storage, []).append(node)
-    out: dict[int, sp.Expr] = {}
-    seen: set = set()
-    for node in graph.ops:
-        region = next((t for t in node.tags if t.startswith("experts:")), None)
-        if region is None:
-            continue
-        moved = []
-        for t in node.inputs:
-            if not t.is_param and region not in storages[t.storage].tags and (region, t.storage) not in seen:
-                seen.add((region, t.storage))
-                moved.append(t.nbytes)
-        for t in node.outputs:
-            if any(region not in r.tags for r in readers.get(t.storage, [])):
-                moved.append(t.nbytes)
-        if moved:
-            out[id(node)] = sp.Add(*moved) * share
-    return out
-
-
-_COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "other_fwd", "other_bwd",
-                   "cache_bytes", "recompute_macs", "recompute_mm_outputs", "recompute_other", "weight_reads")
-
-
 def _dropped(store, saved_by: list, carried: set, st: Settings) -> bool:
     """Is a saved storage left out: recomputed in the backward pass, or never materialised?"""
     if st.recompute == "full":
-        return any(t.startswith("repeat:") for t in store.tags) and store.id not in carried
+        return inside(store.tags, Kind.REPEAT) and store.id not in carried
     if st.recompute == "selective" or st.flash:
-        regions = {t for t in store.tags if t.startswith("fused:")}
-        return any(all(r in n.tags for n in saved_by) for r in regions)
+        return any(all(r in n.tags for n in saved_by) for r in regions(store.tags, Kind.FUSED))
     return False
 
 
@@ -513,7 +374,7 @@ def _fused_traffic(graph: Graph) -> dict:
     storages = graph.storages
     out = {}
     for node in graph.ops:
-        region = next((t for t in node.tags if t.startswith("fused:")), None)
+        region = next(iter(regions(node.tags, Kind.FUSED)), None)
         if region is None:
             continue
         moved = [t for t in node.inputs if region not in storages[t.storage].tags]

@@ -13,17 +13,15 @@ from symcost.errors import Loc, SymcostError, suggest
 from symcost.lang import syntax as S
 from symcost.lang.syntax import Module
 from symcost.model.calls import Calls, kind_phrase
-from symcost.model.dims import (DType, Env, dims_equal, fmt_shape, is_bad_size, quantized, reset_derived,
-                                set_derived)
-from symcost.model.graph import Family, Graph, Param, Storage, Tensor
+from symcost.model.dims import Env, dims_equal, fmt_shape, is_bad_size, reset_derived, set_derived
+from symcost.model.dtypes import DType, quantized
+from symcost.model.expansion import check_size
+from symcost.model.graph import Family, Graph, Kind, Param, Region, Storage, Tensor
 from symcost.model.prune import prune_for_decode
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
 
 ONE = sp.Integer(1)
-EXPANSION = 8  # op nodes a spec may elaborate to: 8 per op statement written, and at least MIN_OP_INSTANCES
-MIN_OP_INSTANCES = 2_000
-MAX_BLOCK_DEPTH = 64  # blocks calling blocks
 
 
 class Builder(Calls):
@@ -128,41 +126,8 @@ class Builder(Calls):
                 self.input_names.add(item.name)
         self._apply_overrides()
         self._statements = stmts
-        self._check_size(stmts)
+        check_size(self.module.items, stmts, self.blocks)
         return self.graph
-
-    def _check_size(self, stmts) -> None:
-        """Refuse, before building, a spec whose blocks expand to far more op instances than it writes (a block
-        calling the next one twice, many levels deep, doubles at each level): at most EXPANSION per op statement
-        and at least MIN_OP_INSTANCES, so time grows with the spec's size; a repeat is counted once."""
-        memo: dict[str, int] = {}
-        limit = max(MIN_OP_INSTANCES, EXPANSION * _written_calls(self.module.items))
-
-        def count(body, active: tuple) -> int:
-            total = 0
-            for st in body:
-                if isinstance(st, S.Assign):
-                    name = st.call.name
-                    if name in self.blocks and name not in active:
-                        if len(active) >= MAX_BLOCK_DEPTH:
-                            raise SymcostError(f"blocks call blocks more than {MAX_BLOCK_DEPTH} deep here (through "
-                                               f"{' -> '.join(active[:3])} … {active[-1]})", st.loc)
-                        if name not in memo:
-                            memo[name] = count(self.blocks[name].body, (*active, name))
-                        total += memo[name]
-                    else:
-                        total += 1
-                    if total > limit:
-                        raise SymcostError(
-                            f"the spec expands to more than {limit:,} op instances (blocks calling blocks "
-                            "several times each); a repeat is costed once: use repeat for layers", st.loc)
-                elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
-                    total += count(st.body, active)
-                elif isinstance(st, S.If):
-                    total += count(st.then, active) + count(st.orelse, active)
-            return total
-
-        count(stmts, ())
 
     def build(self) -> Graph:
         """Declarations, then the statements: the whole graph."""
@@ -291,7 +256,7 @@ class Builder(Calls):
         shape, dtype = self._tensor_type(item.type, {})
         if self.env.weight_dtype is not None and self.env.quantize == "matrices" and len(shape) >= 2:
             dtype = self.env.weight_dtype  # a declared table (an embedding, tied or not) is quantized too
-        param = Param(item.name, shape, dtype, ONE, item.loc, frozen=item.frozen)
+        param = Param(item.name, shape, dtype, ONE, item.loc, frozen=item.frozen, name=item.name)
         self.graph.params.append(param)
         t = self._new_tensor(item.name, shape, dtype, ONE, item.name, "parameter", is_param=True)
         self.global_tensors[item.name] = replace(t, grad=not item.frozen)
@@ -306,11 +271,13 @@ class Builder(Calls):
         top.names[item.name] = t
 
     def _new_tensor(self, name, shape, dtype, mult, creator, label, is_param=False, sharded=False,
-                    tags=frozenset()) -> Tensor:
+                    ctx: Ctx | None = None) -> Tensor:
+        """A tensor on a new storage, made in `ctx`'s regions and blocks (none at the top level)."""
         sid = self._next_storage
         self._next_storage += 1
         nbytes = numel(shape) * dtype.nbytes
-        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label, frozenset(tags), sharded)
+        tags, blocks = (ctx.tags, ctx.blocks) if ctx is not None else (frozenset(), ())
+        self.graph.storages[sid] = Storage(sid, nbytes, mult, creator, label, tags, sharded, blocks)
         return Tensor(name, shape, dtype, sid, nbytes, is_param, sharded)
 
     def _unique(self, path: str) -> str:
@@ -332,8 +299,7 @@ class Builder(Calls):
         elif isinstance(st, S.Experts):
             self._experts(st, scope, ctx, bools, in_block)
         elif isinstance(st, S.Fused):
-            self._next_region += 1
-            inner = Ctx(ctx.prefix, ctx.mult, ctx.calls, ctx.param_mult, ctx.tags | {f"fused:{self._next_region}"})
+            inner = replace(ctx, tags=ctx.tags | {self._region(Kind.FUSED)})
             for s in st.body:
                 self._stmt(s, scope, inner, bools, in_block)
         elif isinstance(st, S.If):
@@ -411,26 +377,26 @@ class Builder(Calls):
                 scope.rebind(n, current[n])
             return
         mult = ctx.mult * periods
-        self._next_region += 1
-        body_ctx = Ctx(ctx.prefix, mult, ctx.calls, None if ctx.param_mult is None else ctx.param_mult * periods,
-                       ctx.tags | {f"repeat:{self._next_region}"})
+        body_ctx = replace(ctx, mult=mult, param_mult=None if ctx.param_mult is None else ctx.param_mult * periods,
+                           tags=ctx.tags | {self._region(Kind.REPEAT)})
         inits = {n: scope.lookup(n) for n in names}
         saved = self._snapshot()
-        carried = self._carried(inits, mult, ctx.prefix, body_ctx.tags, set())
+        carried = self._carried(inits, body_ctx, set())
         out = self._passes(st, passes, scope, body_ctx, names, carried)
         late = {n for n in names if out[n].grad and not carried[n].grad}
         if late:  # a later layer makes it need a gradient (a parameter inside): build again with it needing one
             self._restore(saved)
-            carried = self._carried(inits, mult, ctx.prefix, body_ctx.tags, late)
+            carried = self._carried(inits, body_ctx, late)
             out = self._passes(st, passes, scope, body_ctx, names, carried)
         for n in names:
             self._close_loop(st, n, carried[n], out[n], inits[n], periods, ctx, scope)
 
-    def _carried(self, inits: dict, mult, prefix: str, tags, grad: set) -> dict:
+    def _carried(self, inits: dict, ctx: Ctx, grad: set) -> dict:
+        """The loop-carried tensors of a repeat body (`ctx`), those in `grad` needing a gradient from the start."""
         out = {}
         for n, init in inits.items():
-            t = self._new_tensor(n, init.shape, init.dtype, mult, prefix + n, "loop-carried", sharded=init.sharded,
-                                 tags=tags)
+            t = self._new_tensor(n, init.shape, init.dtype, ctx.mult, ctx.prefix + n, "loop-carried",
+                                 sharded=init.sharded, ctx=ctx)
             out[n] = replace(t, grad=init.grad or n in grad)
         return out
 
@@ -456,7 +422,7 @@ class Builder(Calls):
                 st.loc,
             )
         final = self._new_tensor(n, out.shape, out.dtype, ctx.mult, ctx.prefix + n, "loop output",
-                                 sharded=out.sharded, tags=ctx.tags)
+                                 sharded=out.sharded, ctx=ctx)
         self.graph.families.append(Family(cin.storage, init.storage, out.storage, final.storage, count, ctx.mult))
         scope.rebind(n, replace(final, grad=out.grad))
 
@@ -470,12 +436,16 @@ class Builder(Calls):
                 raise SymcostError(f"an expert count must be a positive integer, not {v}", node.loc)
         if count.is_number and active.is_number and active > count:
             raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
-        self._next_region += 1
         self.graph.expert_counts.append((count, st.count.loc))
-        inner = Ctx(self._unique(ctx.prefix + "experts") + "/", ctx.mult * active, ctx.calls, ctx.params * count,
-                    ctx.tags | {f"experts:{self._next_region}"})
+        inner = replace(ctx, prefix=self._unique(ctx.prefix + "experts") + "/", mult=ctx.mult * active,
+                        param_mult=ctx.params * count, tags=ctx.tags | {self._region(Kind.EXPERTS)})
         for s in st.body:
             self._stmt(s, scope, inner, bools, in_block)
+
+    def _region(self, kind: Kind) -> Region:
+        """A new region of the spec, numbered in the order regions are entered."""
+        self._next_region += 1
+        return Region(kind, self._next_region)
 
     def _locals(self, scope: Scope) -> dict:
         out, chain = {}, []
@@ -486,24 +456,6 @@ class Builder(Calls):
         for s in reversed(chain):
             out.update(s.names)
         return out
-
-
-
-def _written_calls(items) -> int:
-    """The op and block calls a module writes (in blocks and at the top, through every branch and region)."""
-    n = 0
-    stack = list(items)
-    while stack:
-        st = stack.pop()
-        if isinstance(st, S.Assign):
-            n += 1
-        elif isinstance(st, S.BlockDef):
-            stack.extend(st.body)
-        elif isinstance(st, (S.Repeat, S.Experts, S.Fused)):
-            stack.extend(st.body)
-        elif isinstance(st, S.If):
-            stack.extend((*st.then, *st.orelse))
-    return n
 
 
 def build(module: Module, **kwargs) -> Graph:

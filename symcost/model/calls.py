@@ -9,8 +9,9 @@ import sympy as sp
 from symcost.cost.record import Cost
 from symcost.errors import SymcostError, source_line, suggest
 from symcost.lang import syntax as S
-from symcost.model.dims import DType, dims_equal, fmt_shape, is_bad_size
-from symcost.model.graph import BlockNode, OpNode, Param, Tensor
+from symcost.model.dims import dims_equal, fmt_shape, is_bad_size
+from symcost.model.dtypes import DType
+from symcost.model.graph import BlockNode, Kind, OpNode, Param, Tensor, inside
 from symcost.model.scope import Ctx, Scope
 from symcost.ops.registry import OPS, Axis, Build, Dim, Dims, DTypeName, Internal, T, Word, numel, usage
 
@@ -160,7 +161,7 @@ class Calls:
         self.graph.ops.append(
             OpNode(path, call.name, st.loc, text, tuple(inputs), tuple(outputs), tuple(created), cost,
                    tuple(dict.fromkeys(saves)), ctx.mult, ctx.tags, op_sharded, comm_fwd, comm_bwd, rule.causal,
-                   rule.caches, rule.as_product, rule.from_cache)
+                   rule.caches, rule.as_product, rule.from_cache, ctx.blocks, ctx.prefix.removesuffix("/"))
         )
         return outputs
 
@@ -261,7 +262,7 @@ class Calls:
             else:
                 dtype = out.dtype or floating or self.env.activation_dtype or self.env.default_dtype
                 t = self._new_tensor(name, tuple(out.shape), dtype, ctx.mult, path,
-                                     "cache" if rule.from_cache else "output", sharded=out_sharded, tags=ctx.tags)
+                                     "cache" if rule.from_cache else "output", sharded=out_sharded, ctx=ctx)
                 t = replace(t, grad=out_grad and dtype.floating)
             outputs.append(t)
             out_map[id(out)] = t
@@ -277,7 +278,8 @@ class Calls:
                 rule.on_split == "per_channel" and any(t.sharded for t in inputs if not t.is_param))
             axis = (1 if parallel == "row" else 0) if sharded else None
             dtype = self._param_dtype(np_.shape, rule.quantizable, ctx.tags)
-            param = Param(f"{path}.{np_.name}", tuple(np_.shape), dtype, ctx.params, call.loc, active, sharded, axis)
+            param = Param(f"{path}.{np_.name}", tuple(np_.shape), dtype, ctx.params, call.loc, active, sharded, axis,
+                          name=f"{path[len(ctx.prefix):]}.{np_.name}")
             self.graph.params.append(param)
             created.append(param)
         if parallel in ("column", "table"):
@@ -289,8 +291,7 @@ class Calls:
         env = self.env
         if env.weight_dtype is None or len(shape) < 2:
             return env.default_dtype
-        chosen = env.quantize == "matrices" or (of_linear and (env.quantize == "linear" or any(
-            t.startswith("repeat:") for t in tags)))
+        chosen = env.quantize == "matrices" or (of_linear and (env.quantize == "linear" or inside(tags, Kind.REPEAT)))
         return env.weight_dtype if chosen else env.default_dtype
 
     def _shard_declared(self, inputs: list) -> None:
@@ -309,7 +310,7 @@ class Calls:
             if isinstance(s, Internal):
                 dtype = self.env.dtype(s.dtype, None)
                 saves.append(self._new_tensor(s.label, tuple(s.shape), dtype, ctx.mult, path, s.label,
-                                              sharded=local_sharded, tags=ctx.tags).storage)
+                                              sharded=local_sharded, ctx=ctx).storage)
             elif id(s) in out_map:
                 saves.append(out_map[id(s)].storage)
             else:
@@ -374,17 +375,9 @@ class Calls:
         views[id(view)] = t
         return view
 
-    def _call_block(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
-        call = st.call
-        bdef = self.blocks[call.name]
-        if call.name in ctx.calls:
-            raise SymcostError(f"block '{call.name}' calls itself (through {' -> '.join(ctx.calls)})", call.loc)
-        if len(call.args) > len(bdef.params):
-            raise SymcostError(
-                f"block '{bdef.name}' takes {len(bdef.params)} argument{'s' if len(bdef.params) != 1 else ''}, "
-                f"got {len(call.args) + len(call.kwargs)}",
-                call.loc,
-            )
+    def _block_args(self, bdef: S.BlockDef, call, scope: Scope, bools: dict) -> tuple:
+        """A block call's arguments bound to the block's parameters: the body's scope (tensors checked against
+        their declared shapes, dims, booleans), the booleans alone, and the storages of the tensor arguments."""
         given = dict(zip((p.name for p in bdef.params), call.args))
         for kw in call.kwargs:
             if kw.name not in {p.name for p in bdef.params}:
@@ -416,9 +409,24 @@ class Calls:
             else:
                 inner_bools[p.name] = self._bool_arg(node, scope, bools)
                 inner.names[p.name] = inner_bools[p.name]
+        return inner, inner_bools, arg_storages
+
+    def _call_block(self, st: S.Assign, scope: Scope, ctx: Ctx, bools: dict) -> list[Tensor]:
+        call = st.call
+        bdef = self.blocks[call.name]
+        if call.name in ctx.calls:
+            raise SymcostError(f"block '{call.name}' calls itself (through {' -> '.join(ctx.calls)})", call.loc)
+        if len(call.args) > len(bdef.params):
+            raise SymcostError(
+                f"block '{bdef.name}' takes {len(bdef.params)} argument{'s' if len(bdef.params) != 1 else ''}, "
+                f"got {len(call.args) + len(call.kwargs)}",
+                call.loc,
+            )
+        inner, inner_bools, arg_storages = self._block_args(bdef, call, scope, bools)
         path = self._unique(ctx.prefix + bdef.name)
-        self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages)))
-        inner_ctx = Ctx(path + "/", ctx.mult, (*ctx.calls, bdef.name), ctx.param_mult, ctx.tags)
+        self.graph.blocks.append(BlockNode(path, bdef.name, ctx.mult, call.loc, tuple(arg_storages),
+                                           path[len(ctx.prefix):], ctx.prefix.removesuffix("/")))
+        inner_ctx = replace(ctx, prefix=path + "/", calls=(*ctx.calls, bdef.name), blocks=(*ctx.blocks, path))
         body = bdef.body
         if not body or not isinstance(body[-1], S.Return):
             raise SymcostError(f"block '{bdef.name}' must end with a return statement", bdef.loc)

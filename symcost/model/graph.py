@@ -2,13 +2,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import sympy as sp
 
 from symcost.cost.record import Cost
 from symcost.errors import Loc
-from symcost.model.dims import DType, Env
+from symcost.model.dims import Env
+from symcost.model.dtypes import DType
 from symcost.ops.registry import numel
+
+
+class Kind(Enum):
+    """What a region of the spec is: a repeat body, a fused kernel, or the experts of a mixture."""
+
+    REPEAT = "repeat"
+    FUSED = "fused"
+    EXPERTS = "experts"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A repeat, fused or experts region as written in the spec; what is made inside carries it in its tags."""
+
+    kind: Kind
+    index: int  # in the order regions are entered: an enclosing region has a smaller index than those inside it
+
+
+def regions(tags, kind: Kind) -> list:
+    """The regions of one kind among some tags, outermost first."""
+    return sorted((t for t in tags if t.kind is kind), key=lambda t: t.index)
+
+
+def inside(tags, kind: Kind) -> bool:
+    """Do the tags put it inside a region of this kind?"""
+    return any(t.kind is kind for t in tags)
+
 
 @dataclass(frozen=True)
 class Storage:
@@ -19,8 +48,9 @@ class Storage:
     mult: sp.Expr  # how many instances exist (the product of enclosing repeat counts)
     creator: str  # path of the op (or repeat) that made it
     label: str
-    tags: frozenset = frozenset()  # the repeat and fused regions it was made in ("repeat:3", "fused:1")
+    tags: frozenset = frozenset()  # the Regions it was made in
     sharded: bool = False  # split over tensor-parallel devices
+    blocks: tuple = ()  # the paths of the block instances it was made in, outermost first
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +84,7 @@ class Param:
     sharded: bool = False  # split over tensor-parallel devices
     shard_axis: int | None = None  # the axis tensor parallelism splits (0: output features, 1: input features)
     frozen: bool = False  # counted, but gets no gradient and no optimizer state (`param w: [..] frozen`)
+    name: str = ""  # its name where it is made: "q.weight" for layer/attn/q.weight, the declared name for a `param`
 
     @property
     def numel(self) -> sp.Expr:
@@ -72,14 +103,16 @@ class OpNode:
     cost: Cost  # per instance
     saves: tuple  # storage ids kept for the backward pass
     mult: sp.Expr
-    tags: frozenset = frozenset()  # enclosing repeat and fused regions
+    tags: frozenset = frozenset()  # the enclosing Regions
     sharded: bool = False  # its work is split over tensor-parallel devices
     comm_fwd: sp.Expr = sp.Integer(0)  # bytes all-reduced after the forward (row-parallel output)
     comm_bwd: sp.Expr = sp.Integer(0)  # bytes all-reduced in the backward (column-parallel input gradient)
-    causal: bool = False  # a product of which a causal mask keeps half
+    causal: bool | sp.Expr = False  # a causal attention product: the share of it the mask keeps (--causal half)
     caches: bool | str = False  # keeps keys or values for later tokens ("once": written at prefill only)
     as_product: Cost | None = None  # a lookup's cost counted as the equivalent one-hot product
     from_cache: bool = False  # decode: reads a cache filled at prefill; its input is not computed (model/prune.py)
+    blocks: tuple = ()  # the paths of the enclosing block instances, outermost first
+    scope: str = ""  # the path it is written under ("layer/attn", "moe/experts"; "" at the top level)
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,8 @@ class BlockNode:
     mult: sp.Expr
     loc: Loc
     args: tuple  # storage ids of the tensor arguments
+    name: str = ""  # the instance's own name, the last part of its path ("attn", "attn.2")
+    scope: str = ""  # the path it is called under ("" at the top level)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ class Ctx:
     mult: sp.Expr  # how many times the ops here run (over all tokens)
     calls: tuple = ()  # blocks being elaborated (to catch recursion)
     param_mult: sp.Expr | None = None  # how many copies of the parameters here exist; None: mult
-    tags: frozenset = frozenset()  # enclosing repeat and fused regions
+    tags: frozenset = frozenset()  # the enclosing Regions (repeat, fused, experts)
+    blocks: tuple = ()  # the paths of the enclosing block instances, outermost first
 
     @property
     def params(self) -> sp.Expr:

@@ -1,7 +1,8 @@
-"""Op rules: the registry core. A rule is one small pure function per op, registered by name with `@op`, giving
-shapes, parameters, FLOPs, saves and traits; the rules live by family in ops/layers.py, ops/elementwise.py,
-ops/layout.py, ops/conv.py and ops/ssm.py, imported at the end of this module so that importing the registry
-registers every op.
+"""Op rules, the registry core: one small pure function per op, registered by name with `@op`, returns a Rule.
+
+A rule gives shapes, parameters, FLOPs, saves and traits; the rules live by family in ops/layers.py,
+ops/elementwise.py, ops/layout.py, ops/conv.py and ops/ssm.py, imported at the end of this module so that
+importing the registry registers every op.
 
 A rule sees its tensor arguments as `T` (shape and dtype) and returns a `Rule`. It never sees the graph:
 parameter bytes, memory traffic, the bookkeeping of saved tensors and which gradients are needed are done by
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symcost.cost.record import Cost
-from symcost.model.dims import DType, dims_equal, fmt_shape
+from symcost.model.dims import dims_equal, fmt_shape
+from symcost.model.dtypes import DType
 from symcost.errors import SymcostError
 
 # ---- per-element FLOPs of the non-matmul ops (forward, backward) ---------------------------------

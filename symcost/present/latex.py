@@ -5,7 +5,7 @@ import sympy as sp
 
 from symcost.cost.record import METRIC_TITLES, METRIC_UNITS, shown
 from symcost.present import units
-from symcost.present.text import conventions_line, forms_for
+from symcost.present.text import conventions_line, conventions_parts, forms_for
 
 LABELS = {
     "params": r"N_{\text{params}}",
@@ -111,7 +111,7 @@ def document(analysis, values) -> str:
 
     g, report = analysis.graph, analysis.report
     forms = forms_for(report)
-    conv = [escape(p) for p in conventions_line(analysis).split(" · ")]
+    conv = [escape(p) for p in conventions_parts(analysis)]
     parts = [
         r"\documentclass[10pt]{article}",
         r"\usepackage[utf8]{inputenc}",

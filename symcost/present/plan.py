@@ -36,8 +36,10 @@ def _counts(plan) -> list[str]:
              f"{plan.devices}) in {units.seconds(plan.seconds)} ({units.plain(round(rate))} layouts/s; derivation "
              f"and compilation {units.seconds(plan.search.derive_seconds)}, total {units.seconds(plan.total_seconds)})",
              f"{units.integer(plan.fitting)} fit in memory"]
+    from symcost.analysis.plan import OVER_MEMORY
+
     for reason, n in plan.rejected.items():
-        unit = ("layout" if reason.startswith("memory") else "shape") + ("s" if n != 1 else "")
+        unit = ("layout" if reason == OVER_MEMORY else "shape") + ("s" if n != 1 else "")
         lines.append(f"  rejected {units.integer(n)} {unit}: {reason}")
     return lines
 

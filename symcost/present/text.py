@@ -26,7 +26,7 @@ CONVENTION_TEXT = {
 }
 
 
-def conventions_line(analysis) -> str:
+def conventions_parts(analysis) -> list[str]:
     """The header line: phase, FLOP convention, dtype, and every non-default setting that changes a number."""
     from symcost.analysis.memory import activations_convention
     from symcost.settings import header_parts
@@ -44,7 +44,12 @@ def conventions_line(analysis) -> str:
     for name, what in (("flops_efficiency", "peak FLOP/s"), ("bandwidth_efficiency", "memory bandwidth")):
         if getattr(req, name) is not None:
             parts.append(f"{units.percent(getattr(req, name))} of {what} achieved")
-    return " · ".join(parts)
+    return parts
+
+
+def conventions_line(analysis) -> str:
+    """The header line, its parts (conventions_parts) joined."""
+    return " · ".join(conventions_parts(analysis))
 
 
 QUANTIZED = {"layers": "the linear layers of repeated blocks", "linear": "every linear layer",
@@ -158,7 +163,7 @@ def _explain(report, values, forms: Forms, w: _Writer) -> None:
     current = None
     for r in report.ops:
         n = r.node
-        block = n.path.rsplit("/", 1)[0] if "/" in n.path else ""
+        block = n.scope
         if block != current:
             current = block
             mult = forms.text(n.mult)
@@ -170,7 +175,7 @@ def _explain(report, values, forms: Forms, w: _Writer) -> None:
         w.lines.append(f"        {n.statement}")
         w.lines.append(f"        {ins or '—'} → {outs}")
         for p in n.params:
-            w.row(f"param {p.path.rsplit('/', 1)[-1]}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8,
+            w.row(f"param {p.name}", f"{fmt_shape(p.shape)} = {forms.text(p.numel)}", indent=8,
                   label_width=18)
         m = r.metrics
         rows = [

@@ -11,7 +11,7 @@ from symcost.cost.record import shown as shown_metrics
 from symcost.model.dims import device_symbol
 from symcost.paths import shareable
 from symcost.present.html.tree import to_tree
-from symcost.present.text import conventions_line, forms_for
+from symcost.present.text import conventions_parts, forms_for
 
 PEAK, BANDWIDTH, MEMORY, LINK = (device_symbol(n) for n in ("peak", "bandwidth", "memory", "link"))
 
@@ -92,7 +92,7 @@ def page_data(analysis, values: dict, devices=(), device: str | None = None, tit
     data = {
         "title": title or (f"{g.title} ({g.name})" if g.title else g.name),
         "subtitle": f"closed forms derived from {shareable(g.file)}",
-        "conventions": conventions_line(analysis).split(" · "),
+        "conventions": conventions_parts(analysis),
         "dims": [dim_entry(d, int(values.get(d.name, 1))) for d in free],
         "devices": [device_entry(dv, dtype) for dv in devices],
         "metrics": metric_entries(report.totals, forms, report.repeat_symbols),
