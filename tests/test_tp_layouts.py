@@ -123,3 +123,43 @@ def test_a_tied_head_reads_its_shard_of_the_table():
         one = symcost.derive(spec, preset=preset, phase="decode", set={"b": 1, "c": 1024})
         V, h = one.symbol("V"), one.symbol("h")
         assert same(sp.expand(tied["io_bytes"]).coeff(V).coeff(h), sp.expand(one["io_bytes"]).coeff(V).coeff(h) / 2)
+
+
+@pytest.mark.parametrize("spec, layer", [("gpt2", "layer"), ("llama", "layer"), ("bert", "post_ln_layer")])
+def test_sequence_parallelism_splits_every_token_op_of_a_layer(spec, layer):
+    # Korthikanti et al. 2022 §4.2.2: with tensor and sequence parallelism, LayerNorm, dropout and the residual
+    # adds run on s/t tokens, the rest is tensor-parallel: a layer's work per device is exactly its whole work / t
+    whole = symcost.derive(spec)
+    split = symcost.derive(spec, tp=4, sp=True)
+    for metric in ("flops_fwd", "flops_bwd", "activation_bytes"):
+        assert same(split.blocks[layer].metrics[metric] * 4, whole.blocks[layer].metrics[metric]), metric
+
+
+def test_sequence_parallelism_splits_the_pipeline_boundary():
+    # the tensor sent between stages is [s/t, b, h] per device under sequence parallelism (Megatron-LM)
+    common = dict(preset="llama-2-7b", pp=2, stage="middle", tp=2, set={"b": 1, "s": 4096})
+    without, with_sp = symcost.derive("llama", **common), symcost.derive("llama", sp=True, **common)
+    b, s, h = (without.symbol(n) for n in "bsh")
+    # a middle stage receives the activation and sends it on: 2 bytes · b·s·h forward, its gradient back
+    assert same(without["comm_bytes"] - with_sp["comm_bytes"], 2 * b * s * h)
+
+
+def test_expert_parallel_decode_reads_whole_experts_on_the_busiest_device():
+    # Mixtral-8x7B, b = 1, EP = 8: each device holds one expert per layer and reads it whole or not at all; the
+    # two routed slots land on two devices and every layer waits for them, so a step reads one full expert per
+    # layer per device (by hand: 3·h·f·2 bytes = 352,321,536 per layer), not the average 2/8 of one
+    a = symcost.derive("mixtral", preset="mixtral-8x7b", ep=8, phase="decode", device="h100-sxm",
+                       set={"b": 1, "c": 4096})
+    one = symcost.derive("mixtral", preset="mixtral-8x7b", phase="decode", device="h100-sxm", set={"b": 1, "c": 4096})
+    h, f, L = 4096, 14336, 32
+    expert = 3 * h * f * 2
+    assert expert == 352_321_536
+    # without expert parallelism a device reads the b·k = 2 experts the token reaches, per layer
+    given = {a.symbol(k): v for k, v in a.values.items()}
+    streamed = sp.expand(a.report.streamed_weights.xreplace(given))
+    streamed_one = sp.expand(one.report.streamed_weights.xreplace(given))
+    assert streamed_one - streamed == (2 * expert - expert) * L
+    # at b = 8 each device's expert is reached (⌈8·2/8⌉ = 2 ≥ 1): all of it, as without the ceiling
+    b = a.symbol("b")
+    at8 = sp.expand(a.report.streamed_weights.xreplace({**given, b: 8}))
+    assert at8 - sp.expand(a.report.streamed_weights.xreplace({**given, b: 1})) == 0

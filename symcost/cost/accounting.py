@@ -111,7 +111,7 @@ def derive(graph: Graph, convention: str = "fma", keep: tuple = (), **options) -
     blocks = _block_reports(graph, ops, costs, kept, st, canon)
     frozen = sum((n * p.mult for p, n in held if p.frozen), ZERO)
     return Report(graph, st.convention, totals, blocks, ops, st.keep, _repeat_symbols(graph), st,
-                  canon(_streamed_weights(graph, costs)), canon(frozen))
+                  canon(_streamed_weights(graph, costs, st.ep)), canon(frozen))
 
 
 def _checked(st: Settings, graph: Graph) -> Settings:
@@ -287,15 +287,21 @@ def _repeat_symbols(graph: Graph) -> tuple:
     return tuple(out)
 
 
-def _streamed_weights(graph: Graph, costs: dict) -> sp.Expr:
+def _streamed_weights(graph: Graph, costs: dict, ep=None) -> sp.Expr:
     """Bytes of weights a step reads: what each op reads of its parameters (a lookup reads only its rows),
-    and of a mixture's experts only those its b·k routed tokens can reach: min(1, b·k/E) of them."""
+    and of a mixture's experts only those its b·k routed tokens can reach: min(1, b·k/E) of them. Under expert
+    parallelism over e devices a device reads its E/e experts whole or not at all, and the step waits for the
+    busiest device: b·k routed slots spread over the e devices reach ⌈b·k/e⌉ of its experts (at most all)."""
     b = graph.env.dims["b"].symbol if "b" in graph.env.dims else sp.Integer(1)
     total = []
     for node in graph.ops:
         reads = costs[id(node)].weight_reads * node.mult
         if reads != 0 and node.params and node.params[0].mult != node.mult:  # inside experts: k/E used per token
-            reads = reads * sp.Min(1, b * node.mult / node.params[0].mult)
+            experts, active = graph.expert_regions[regions(node.tags, Kind.EXPERTS)[-1]]
+            if ep is None:
+                reads = reads * sp.Min(1, b * active / experts)
+            else:
+                reads = reads * sp.Min(1, ep * sp.ceiling(b * active / ep) / experts)
         total.append(reads)
     return sp.Add(*total)
 

@@ -21,6 +21,11 @@ COMPUTE_FIELDS = ("macs_fwd", "mm_outputs_fwd", "macs_bwd", "mm_outputs_bwd", "o
                   "cache_bytes", "recompute_macs", "recompute_mm_outputs", "recompute_other", "weight_reads")
 
 
+# the work on the tokens outside tensor-parallel regions, which sequence parallelism splits (Korthikanti et al.
+# 2022, §4.2.2: LayerNorm, dropout and the residual adds on s/t tokens)
+SEQUENCE_FIELDS = tuple(f for f in COMPUTE_FIELDS if f not in ("cache_bytes", "weight_reads"))
+
+
 # ---- tensor and sequence parallelism ----------------------------------------------------------------------------
 
 def tensor_parallel(cost: Cost, node: OpNode, st: Settings, gathered=ZERO) -> Cost:
@@ -40,6 +45,9 @@ def tensor_parallel(cost: Cost, node: OpNode, st: Settings, gathered=ZERO) -> Co
         io = cost.io_bytes - cost.io_sharded * (1 - 1 / t)  # replicated inputs and whole outputs move in full
         cost = replace(cost, **{f: getattr(cost, f) / t for f in COMPUTE_FIELDS}, io_bytes=io,
                        io_sharded=cost.io_sharded / t)
+    elif st.sp:  # the ops between tensor-parallel regions (norms, dropout, residual adds) run on s/t tokens
+        local = cost.io_bytes - cost.weight_reads  # the tokens' tensors; a norm's gain is read whole
+        cost = replace(cost, **{f: getattr(cost, f) / t for f in SEQUENCE_FIELDS}, io_bytes=local / t + cost.weight_reads)
     ring = 2 * (t - 1) / t  # a ring all-reduce moves 2(t−1)/t of the message per device
     # a split output nothing reads (the logits when generating) is all-gathered: (t−1)/t of it per device
     return replace(cost, comm_bytes=cost.comm_bytes + (node.comm_fwd + node.comm_bwd) * ring + gathered * (t - 1) / t)
@@ -179,6 +187,8 @@ def pipeline_traffic(graph: Graph, st: Settings) -> sp.Expr:
     # a device sits between two stages at most: it sends one boundary's activation (the widest, if the
     # spec repeats several kinds of layer) forward and receives/sends its gradient back
     per_pass = carried[0] if len(carried) == 1 else sp.Max(*carried)
+    if st.sp and st.tp is not None:  # the boundary tensor is split along the sequence: [s/t, b, h] per device
+        per_pass = per_pass / st.tp
     return per_pass * (2 if graph.phase == "train" else 1)
 
 

@@ -437,8 +437,10 @@ class Builder(Calls):
         if count.is_number and active.is_number and active > count:
             raise SymcostError(f"top {active} of {count} experts: k cannot exceed E", st.active.loc)
         self.graph.expert_counts.append((count, st.count.loc))
+        region = self._region(Kind.EXPERTS)
+        self.graph.expert_regions[region] = (count, active)
         inner = replace(ctx, prefix=self._unique(ctx.prefix + "experts") + "/", mult=ctx.mult * active,
-                        param_mult=ctx.params * count, tags=ctx.tags | {self._region(Kind.EXPERTS)})
+                        param_mult=ctx.params * count, tags=ctx.tags | {region})
         for s in st.body:
             self._stmt(s, scope, inner, bools, in_block)
 

@@ -152,4 +152,5 @@ class Graph:
     inputs: list = field(default_factory=list)
     phase: str = "train"
     expert_counts: list = field(default_factory=list)  # (E, location) of every `experts E top k` region
+    expert_regions: dict = field(default_factory=dict)  # Region -> (E, k) of every `experts E top k` region
     splits: list = field(default_factory=list)  # (size, location): what tensor parallelism divides (heads)
