@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 
 import pytest
@@ -10,6 +11,7 @@ import symcost
 from symcost.analysis.plan import divisors, plan
 from symcost.analysis.training import training_state
 from symcost.cli import main
+from symcost.present.plan import render
 
 SMALL = dict(preset="gpt2-small", set={"s": 1024, "V": 50304}, device="rtx-4090")
 
@@ -112,3 +114,58 @@ def test_cli_plan(capsys):
     assert "what plan searches" in capsys.readouterr().err or True
     assert main(["plan", "gpt2", "--preset", "gpt2-small", "--devices", "8", "--device", "a100-40gb"]) == 2
     assert "--global-batch" in capsys.readouterr().err
+
+
+# ---- decode memory: the parts named as derive names them --------------------------------------------------------
+H70, L70, A70, KV70, C70 = 8192, 80, 64, 8, 4096  # Llama-2-70B (preset), a cache of c = 4096 tokens
+
+
+def test_decode_memory_parts_are_derives():
+    result = plan("llama", preset="llama-2-70b", set={"c": C70}, devices=8, device="h100-sxm",
+                  objective="decode", max_batch=512)
+    best = result.best[0]
+    assert (best["t"], best["p"], best["b"]) == (8, 1, 408)
+    # hand: keys and values (2) of kv·(h/a) = 1024 features per token and layer, bf16 (2 bytes), 80 layers, 4096
+    # cached tokens, 408 sequences, the heads split over t = 8 devices
+    kv = 2 * KV70 * (H70 // A70) * 2 * L70 * C70 * 408 // 8
+    assert kv == 68_451_041_280 and best["kv_cache"] == kv
+    # the live activations of the step are derive's memory part, not folded into the KV cache
+    a = symcost.derive("llama", preset="llama-2-70b", set={"c": C70, "b": 408}, phase="decode", tp=8,
+                       device="h100-sxm")
+    v = a.at()
+    assert best["activations"] == v(a.memory.parts["activations"]) == 191_587_008
+    assert best["weights"] == v(a.memory.parts["weights"])
+    assert best["weights"] + best["kv_cache"] + best["activations"] == best["memory"] == v(a.memory.total)
+    out = render(result)
+    assert re.search(r"KV cache +68\.45 GB", out) and re.search(r"activations +191\.6 MB", out)
+    assert "no activations" not in out
+
+
+def test_decode_memory_of_a_pipeline_stage():
+    # p stages each hold the cache of p micro-batches of b sequences and one micro-batch's live activations
+    result = plan("gpt2", preset="gpt2-small", set={"c": 1024}, devices=4, device="rtx-4090", objective="decode",
+                  max_batch=64, top=1000)
+    row = next(r for r in result.best if r["p"] == 2 and r["t"] == 1)
+    a = symcost.derive("gpt2", preset="gpt2-small", set={"c": 1024, "b": row["b"]}, phase="decode", pp=2,
+                       stage="first" if row["stage"] == "first" else "last")
+    v = a.at()
+    assert row["kv_cache"] == 2 * v(a.memory.parts["kv_cache"])
+    assert row["activations"] == v(a.memory.parts["activations"])
+    assert row["memory"] == row["weights"] + row["kv_cache"] + row["activations"]
+
+
+def test_plans_hold_the_reserve_back():
+    # --reserve F --reserve-bytes R: memory = used / (1 − F) + R in both objectives, as derive's memory total
+    train = plan("gpt2", global_batch=16, devices=8, reserve=Fraction(1, 10), reserve_bytes=2 * 10**9, top=1,
+                 recompute=("none",), zero=(0,), **SMALL)
+    r = train.best[0]
+    used = r["weights"] + r["gradients"] + r["optimizer"] + r["activations"]
+    assert r["memory"] == pytest.approx(used / 0.9 + 2e9, rel=1e-12) and r["reserve"] == pytest.approx(
+        r["memory"] - used, rel=1e-12)
+    decode = plan("gpt2", preset="gpt2-small", set={"c": 1024}, devices=1, device="rtx-4090", objective="decode",
+                  max_batch=8, reserve=Fraction(1, 10), reserve_bytes=2 * 10**9, top=1)
+    r = decode.best[0]
+    a = symcost.derive("gpt2", preset="gpt2-small", set={"c": 1024, "b": r["b"]}, phase="decode",
+                       device="rtx-4090", reserve=Fraction(1, 10), reserve_bytes=2 * 10**9)
+    assert r["memory"] == pytest.approx(float(a.at()(a.memory.total)), rel=1e-12)
+    assert "reserve" in render(decode)

@@ -54,6 +54,12 @@ class Search:
     derive_seconds: float = 0.0
     zero: tuple = ZERO
     recompute: tuple = RECOMPUTE
+    reserve_fraction: float = 0.0  # --reserve: total = used / (1 − f) + reserve_bytes, as derive's memory total
+    reserve_bytes: float = 0.0
+
+    def total(self, used):
+        """Memory per device held for `used` bytes of tensors: with the reserve (symcost.analysis.memory)."""
+        return used / (1 - self.reserve_fraction) + self.reserve_bytes
 
 
 @dataclass
@@ -68,7 +74,9 @@ class Layouts:
     zero: object
     recompute: object  # index into Search.recompute
     parts: dict  # name → array: compute, bubble, tp_comm, dp_comm, time, weights, gradients, optimizer,
-    #                              activations, memory, tokens_per_s (decode)
+    #                              activations, reserve, memory; decode: weights, kv_cache, activations, reserve,
+    #                              memory, tokens_per_s
+    stage: object = None  # index into STAGES: the stage whose memory is shown (the larger)
 
 
 @dataclass
@@ -124,9 +132,11 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
         programs[r] = compile_exprs(exprs, symbols)
     dev = base.device
     dtype = base.env.default_dtype.name
+    mem = base.memory
     return Search(objective, programs, float(dev.peak(dtype)), float(dev.memory_bandwidth),
                   float(dev.interconnect.per_direction), float(dev.memory_bytes), base,
-                  time.perf_counter() - start, tuple(zero), modes)
+                  time.perf_counter() - start, tuple(zero), modes, float(mem.reserve_fraction),
+                  float(mem.reserve_bytes))
 
 
 def _symbol(name: str):
@@ -164,12 +174,13 @@ def _stage_exprs(a, stage: str, zero) -> dict:
 
 
 def _decode_exprs(a, stage: str) -> dict:
-    from symcost.analysis.quantity import memory_bytes
-
+    """A stage's decode step (FLOPs, bytes, comm) and derive's memory parts for one micro-batch of b sequences:
+    weights, the KV cache, the step's live activations (symcost.analysis.memory)."""
     s = a.summary
+    parts = a.memory.parts
     return {f"{stage}.flops": s.flops, f"{stage}.bytes": s.bytes, f"{stage}.comm": s.comm_bytes,
-            f"{stage}.weights": a.totals["weight_bytes"], f"{stage}.kv": a.totals["kv_cache_bytes"],
-            f"{stage}.memory": memory_bytes(a)}
+            f"{stage}.weights": parts.get("weights", sp.S.Zero), f"{stage}.kv": parts.get("kv_cache", sp.S.Zero),
+            f"{stage}.act": parts.get("activations", sp.S.Zero)}
 
 
 # ---- enumeration ---------------------------------------------------------------------------------------------
@@ -242,8 +253,8 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
 
     n = len(t)
     cols = {k: [] for k in ("compute", "bubble", "tp_comm", "dp_comm", "time", "weights", "gradients",
-                            "optimizer", "activations", "memory", "inflight")}
-    zs, rs = [], []
+                            "optimizer", "activations", "reserve", "memory", "inflight")}
+    zs, rs, shown = [], [], []
     piped = p > 1
     for ri, r in enumerate(search.recompute):
         v = search.programs[r](exact=False, t=t, p=p, N_d=d, b=b)
@@ -275,14 +286,18 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
             cols["time"].append((m + p - 1) * per_mb + dp_bytes / search.link)
             for i, name in enumerate(("weights", "gradients", "optimizer", "activations")):
                 cols[name].append(part(i))
-            cols["memory"].append(np.where(piped, np.maximum(tot["first"], tot["last"]), tot["whole"]))
+            held = np.where(piped, np.maximum(tot["first"], tot["last"]), tot["whole"])
+            total = search.total(held)
+            cols["reserve"].append(total - held)
+            cols["memory"].append(total)
             cols["inflight"].append(np.where(piped & ~use_last, inflight_first, 1))
             zs.append(np.full(n, z))
             rs.append(np.full(n, ri))
+            shown.append(np.where(piped, np.where(use_last, 2, 1), 0))
     reps = len(zs)
     parts = {k: np.concatenate(c) for k, c in cols.items()}
     return Layouts(np.tile(t, reps), np.tile(p, reps), np.tile(d, reps), np.tile(b, reps), np.tile(m, reps),
-                   np.concatenate(zs), np.concatenate(rs), parts)
+                   np.concatenate(zs), np.concatenate(rs), parts, np.concatenate(shown))
 
 
 def evaluate_decode(search: Search, t, p, d, b) -> Layouts:
@@ -301,15 +316,20 @@ def evaluate_decode(search: Search, t, p, d, b) -> Layouts:
     def pick(i):  # noqa: E306
         return np.where(piped, np.where(first_slow, out["first"][i], out["last"][i]), out["whole"][i])
     step = pick(3)
-    mem_first = v["first.weights"] + p * v["first.kv"]
-    mem_last = v["last.weights"] + p * v["last.kv"]
-    memory = np.where(piped, np.maximum(mem_first, mem_last), v["whole.memory"])
-    weights = np.where(piped, np.where(mem_last > mem_first, v["last.weights"], v["first.weights"]),
-                       v["whole.weights"])
+    # memory of a stage: its weights, the KV cache of the p micro-batches in flight, one step's live activations
+    mem = {stage: (v[f"{stage}.weights"], p * v[f"{stage}.kv"], v[f"{stage}.act"]) for stage in STAGES}
+    used = {stage: sum(parts) for stage, parts in mem.items()}
+    shown = np.where(piped, np.where(used["last"] > used["first"], 2, 1), 0)  # index into STAGES
+    def part(i):  # noqa: E306
+        return np.choose(shown, [mem[stage][i] for stage in STAGES])
+    held = np.choose(shown, [used[stage] for stage in STAGES])
+    total = search.total(held)
     parts = {"compute": pick(0), "memory_time": pick(1), "tp_comm": pick(2), "time": step,
-             "tokens_per_s": d * b / step, "weights": weights, "kv_cache": memory - weights, "memory": memory}
+             "tokens_per_s": d * b / step, "weights": part(0), "kv_cache": part(1), "activations": part(2),
+             "reserve": total - held, "memory": total}
     n = len(t)
-    return Layouts(t, p, d, b, np.full(n, p), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), parts)
+    return Layouts(t, p, d, b, np.full(n, p), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), parts,
+                   shown)
 
 
 # ---- the search ----------------------------------------------------------------------------------------------
@@ -390,6 +410,7 @@ def _row(search: Search, found: Layouts, i: int, global_batch) -> dict:
            "m": int(found.m[i])}
     if search.objective == "train":
         row.update(zero=int(found.zero[i]), recompute=search.recompute[int(found.recompute[i])])
+    row["stage"] = STAGES[int(found.stage[i])]  # the pipeline stage whose memory is shown (whole: no pipeline)
     row.update({k: float(v[i]) for k, v in found.parts.items()})
     if search.objective == "train":
         model = _model_flops(search, global_batch)
