@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 import symcost
-from symcost.analysis.plan import divisors, plan
+from symcost.analysis.plan import check_layout, divisors, evaluate_train, plan, prepare
 from symcost.analysis.training import training_state
 from symcost.cli import main
 from symcost.present.plan import render
@@ -50,10 +50,10 @@ def _brute_force(devices: int, batch: int, recompute: tuple, zero: tuple) -> lis
                         dp_bytes, mem = [], []
                         for k, v in vals.items():
                             st = training_state(v.params, precision="mixed-bf16", zero=z, dp=d)
-                            ring = Fraction(2 * 2 * v.params * (d - 1), d)  # 2Ψ elements of 2 bytes
-                            if z == 3:
-                                ring = Fraction(3 * 2 * v.params * (d - 1), d) + (m - 1) * Fraction(2 * 2 * v.params * (d - 1), d)
-                            dp_bytes.append(ring)
+                            # elements per step (ZeRO paper §7 at m = 1; sharded gradients reduce-scattered every
+                            # micro-batch): 2Ψ for stages 0 and 1, (m + 1)Ψ for 2, 3mΨ for 3; 2 bytes; ring (d−1)/d
+                            elements = {0: 2, 1: 2, 2: m + 1, 3: 3 * m}[z] * v.params
+                            dp_bytes.append(Fraction(2 * elements * (d - 1), d))
                             inflight = min(p, m) if k == "first" else 1
                             mem.append(int(st.total) + inflight * v.activation_bytes)
                         time = (m + p - 1) * per_mb + max(dp_bytes) / link
@@ -62,7 +62,7 @@ def _brute_force(devices: int, batch: int, recompute: tuple, zero: tuple) -> lis
 
 
 def test_search_finds_the_brute_force_optimum():
-    devices, batch, modes, zero = 8, 128, ("none", "full"), (0, 1, 3)
+    devices, batch, modes, zero = 8, 128, ("none", "full"), (0, 1, 2, 3)
     result = plan("gpt2", devices=devices, global_batch=batch, recompute=modes, zero=zero, top=3, **SMALL)
     every = _brute_force(devices, batch, modes, zero)
     fitting = [x for x in every if x[1]]
@@ -169,3 +169,47 @@ def test_plans_hold_the_reserve_back():
                        device="rtx-4090", reserve=Fraction(1, 10), reserve_bytes=2 * 10**9)
     assert r["memory"] == pytest.approx(float(a.at()(a.memory.total)), rel=1e-12)
     assert "reserve" in render(decode)
+
+
+# ---- data-parallel traffic: plan and derive count it alike -------------------------------------------------------
+PSI_7B = 6_738_415_616  # Llama-2-7B: 32·(4·4096² + 3·4096·11008 + 2·4096) + 2·32000·4096 + 4096
+
+
+def test_llama2_7b_parameters_by_hand():
+    h, f, L, V = 4096, 11008, 32, 32000
+    assert L * (4 * h * h + 3 * h * f + 2 * h) + 2 * V * h + h == PSI_7B
+
+
+@pytest.fixture(scope="module")
+def search_7b():
+    return prepare("llama", preset="llama-2-7b", set={"s": 4096}, device="h100-sxm", recompute=("none",))
+
+
+@pytest.mark.parametrize("zero, m, elements", [(0, 4, 2), (1, 4, 2), (2, 1, 2), (2, 4, 5), (3, 1, 3), (3, 4, 12)])
+def test_plan_dp_traffic_is_derives(search_7b, zero, m, elements):
+    # ZeRO paper §7: 2Ψ per step for stages 0–2, 3Ψ for stage 3 (one micro-batch). Over m micro-batches the sharded
+    # gradients of stages 2 and 3 are reduce-scattered every micro-batch (DeepSpeed's engine reduces them in every
+    # backward pass for stage ≥ 2), and stage 3 gathers the weights twice per micro-batch: (m + 1)Ψ and 3mΨ.
+    # bf16 (2 bytes), ring (d − 1)/d with d = 16.
+    import numpy as np
+
+    hand = Fraction(elements * PSI_7B * 2 * 15, 16)
+    a = symcost.derive("llama", preset="llama-2-7b", dp=16, zero=zero, micro_batches=m, set={"s": 4096, "b": 1})
+    assert a.at()(a.dp_comm_bytes) == hand
+    one = np.array([1])
+    found = evaluate_train(search_7b, one, one, np.array([16]), one, np.array([m]))
+    i = list(found.zero).index(zero)
+    assert found.parts["dp_comm"][i] * search_7b.link == pytest.approx(float(hand), rel=1e-12)
+    row = {"t": 1, "p": 1, "d": 16, "b": 1, "m": m, "zero": zero, "recompute": "none"}
+    checks = check_layout(search_7b, row, spec="llama", preset="llama-2-7b", set={"s": 4096})
+    assert all(c[-1] for c in checks) and any(c[1] == "dp_comm_bytes" and c[2] == hand for c in checks)
+
+
+def test_derive_states_the_ring_factor(capsys):
+    # 2Ψ·(N_d − 1)/N_d elements of 2 bytes on N_d = 16: 2·6,738,415,616·2·15/16 = 25,269,058,560 bytes, the bytes a
+    # plan's DP time of 56.15 ms moves at 450 GB/s
+    assert main(["derive", "llama", "--preset", "llama-2-7b", "--dp", "16", "--zero", "2", "--set", "b=1",
+                 "s=4096"]) == 0
+    out = capsys.readouterr().out
+    assert "2Ψ·(N_d − 1)/N_d elements" in out and "= 25.27 GB" in out and "26.95 GB" not in out
+    assert 2 * PSI_7B * 2 * 15 // 16 == 25_269_058_560

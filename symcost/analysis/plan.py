@@ -12,19 +12,26 @@ Training (objective train), per optimizer step of a global batch of B sequences,
                                                    the stage-boundary sends) over one direction of the link
   pipeline          (m + p − 1)·μ                  m micro-batches through p stages (1F1B or GPipe): the bubble
                                                    is (p − 1)·μ, a fraction (p − 1)/m of the compute
-  data parallel     G/link                         G: the gradient all-reduce of the stage's parameters, ring
-                                                   volume (d − 1)/d (symcost.analysis.training), ZeRO-3 adding
-                                                   (m − 1) weight all-gathers; not overlapped with compute
+  data parallel     G/link                         G: the stage's data-parallel bytes per step over m
+                                                   micro-batches, ring volume (d − 1)/d, as derive counts them
+                                                   (symcost.analysis.training.dp_communication_bytes: ZeRO-2
+                                                   reduce-scatters every micro-batch, ZeRO-3 also gathers the
+                                                   weights for each); not overlapped with compute
   step time         pipeline + data parallel       of the slower stage (first or last)
   memory            state_z + k·A                  training state under ZeRO z over d devices + the activations
                                                    of k micro-batches in flight: k = min(p, m) on the first stage
-                                                   (1F1B), 1 on the last, 1 without a pipeline
+                                                   (1F1B), 1 on the last, 1 without a pipeline; with a reserve,
+                                                   / (1 − f) + R as derive's memory total
 
 Every rate is the device's peak: the step time is a lower bound for the layout, no compute/communication
 overlap assumed, every link the device's interconnect (across nodes the real links are slower). Decode
 (objective decode): each of d replicas holds p stages of t devices, p micro-batches of b sequences in flight;
 a stage's step takes max(F/peak, bytes/bandwidth, C/link) (symcost.analysis.roofline), tokens/s = d·b / that,
-memory = weights + the KV cache of the p·b sequences for the stage's layers.
+memory = weights + the KV cache of the p·b sequences for the stage's layers + the live activations of one step
+(symcost.analysis.memory), with the reserve.
+
+The searched degrees are symbols named t, p, N_d and m unless the spec uses those names (Whisper's t is a
+length): then a free name is taken (t_, …); the micro-batch b is the spec's batch dim.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ import sympy as sp
 from symcost.errors import SymcostError
 
 RECOMPUTE = ("none", "selective", "full")
+SEARCHED = ("t", "p", "N_d", "b", "m")  # tensor, pipeline and data degrees, micro-batch, micro-batches per step
 ZERO = (0, 1, 2, 3)
 STAGES = ("whole", "first", "last")
 
@@ -56,6 +64,13 @@ class Search:
     recompute: tuple = RECOMPUTE
     reserve_fraction: float = 0.0  # --reserve: total = used / (1 − f) + reserve_bytes, as derive's memory total
     reserve_bytes: float = 0.0
+    names: dict = field(default_factory=lambda: {n: n for n in SEARCHED})  # searched → the symbol's name
+
+    def run(self, mode: str, **values):
+        """The compiled program of a recomputation mode at searched values (t, p, N_d, b, m: arrays or numbers)."""
+        program = self.programs[mode]
+        args = {a.name for a in program.args}
+        return program(exact=False, **{self.names[k]: v for k, v in values.items() if self.names[k] in args})
 
     def total(self, used):
         """Memory per device held for `used` bytes of tensors: with the reserve (symcost.analysis.memory)."""
@@ -104,25 +119,28 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
 
     if objective not in ("train", "decode"):
         raise SymcostError(f"--objective is train or decode, not '{objective}'")
-    for name in ("tp", "pp", "dp", "zero", "recompute", "stage", "phase"):
+    for name in ("tp", "pp", "dp", "zero", "recompute", "stage", "phase", "micro_batches"):
         if settings.get(name) is not None:
             raise SymcostError(f"--{name} is what plan searches; leave it out")
     start = time.perf_counter()
     phase = "train" if objective == "train" else "decode"
     base = derive(spec, preset=preset, hf_config=hf_config, set=set, phase=phase, device=device, **settings)
     modes = tuple(recompute) if objective == "train" else ("none",)
+    names = _names(base)
+    searched = [n for n in SEARCHED if objective == "train" or n != "m"]
+    symbols = [base.symbol("b") if n == "b" and "b" in base.dims else _symbol(names[n]) for n in searched]
+    micro = symbols[-1] if objective == "train" else None
     programs = {}
     for r in modes:
         exprs = {}
         for stage in STAGES:
-            kw = dict(tp="t", phase=phase, device=device, **settings)
+            kw = dict(tp=names["t"], phase=phase, device=device, **settings)
             if objective == "train":
-                kw.update(dp="N_d", recompute=r)
+                kw.update(dp=names["N_d"], recompute=r)
             if stage != "whole":
-                kw.update(pp="p", stage=stage)
+                kw.update(pp=names["p"], stage=stage)
             a = derive(spec, preset=preset, hf_config=hf_config, set=set, **kw)
-            exprs.update(_stage_exprs(a, stage, zero) if objective == "train" else _decode_exprs(a, stage))
-        symbols = [base.symbol(n) if n in base.dims else _symbol(n) for n in ("t", "p", "N_d", "b")]
+            exprs.update(_stage_exprs(a, stage, zero, micro) if objective == "train" else _decode_exprs(a, stage))
         subs = _fixed(base, [s.name for s in symbols])
         exprs = {k: sp.expand(e.xreplace(subs)) for k, e in exprs.items()}
         free = sorted({str(s) for e in exprs.values() for s in e.free_symbols} - {s.name for s in symbols})
@@ -136,7 +154,20 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
     return Search(objective, programs, float(dev.peak(dtype)), float(dev.memory_bandwidth),
                   float(dev.interconnect.per_direction), float(dev.memory_bytes), base,
                   time.perf_counter() - start, tuple(zero), modes, float(mem.reserve_fraction),
-                  float(mem.reserve_bytes))
+                  float(mem.reserve_bytes), names)
+
+
+def _names(analysis) -> dict:
+    """The symbol name of each searched quantity: itself, or with underscores added while the spec uses it."""
+    taken = set(analysis.env.dims) | set(analysis.env.options)
+    out = {"b": "b"}
+    for n in ("t", "p", "N_d", "m"):
+        name = n
+        while name in taken:
+            name += "_"
+        out[n] = name
+        taken.add(name)
+    return out
 
 
 def _symbol(name: str):
@@ -152,24 +183,22 @@ def _fixed(analysis, searched: list) -> dict:
     return Evaluator(analysis.env, values).subs
 
 
-def _stage_exprs(a, stage: str, zero) -> dict:
-    """Per device and micro-batch: FLOPs, comm bytes, activations; per step: training state parts and the
-    data-parallel bytes under each ZeRO stage."""
-    from symcost.analysis.training import dp_communication_bytes, training_state
+def _stage_exprs(a, stage: str, zero, micro_batches) -> dict:
+    """Per device and micro-batch: FLOPs, comm bytes, activations; per step of `micro_batches`: the training
+    state's parts and the data-parallel bytes under each ZeRO stage, as derive counts them (frozen parameters
+    have no gradient, optimizer state or gradient traffic)."""
+    from symcost.analysis.training import dp_communication_bytes, training_state_for
 
     t = a.totals
-    psi = t["params"]
     out = {f"{stage}.flops": t["flops_fwd"] + t["flops_bwd"] + t["flops_recompute"],
            f"{stage}.comm": t["comm_bytes"], f"{stage}.act": t["activation_bytes"]}
     prec, opt = a.precision, a.request.optimizer
     for z in zero:
-        st = training_state(psi, precision=prec, optimizer=opt, zero=z, dp=a.dp)
+        st = training_state_for(a.report, precision=prec, optimizer=opt, zero=z, dp=a.dp)
         out[f"{stage}.w{z}"], out[f"{stage}.g{z}"], out[f"{stage}.o{z}"] = (st.weight_bytes, st.gradient_bytes,
                                                                              st.optimizer_bytes)
-        out[f"{stage}.dp{z}"] = dp_communication_bytes(psi, prec, z, a.dp, exact=True)
-    # ZeRO-3 gathers the weights again for every further micro-batch: 2Ψ·weight bytes, ring volume
-    w = training_state(psi, precision=prec, optimizer=opt).precision.weight
-    out[f"{stage}.gather"] = 2 * psi * w * (a.dp - 1) / a.dp
+        out[f"{stage}.dp{z}"] = dp_communication_bytes(t["params"], prec, z, a.dp, exact=True,
+                                                       frozen=a.report.frozen_params, micro_batches=micro_batches)
     return out
 
 
@@ -257,7 +286,7 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
     zs, rs, shown = [], [], []
     piped = p > 1
     for ri, r in enumerate(search.recompute):
-        v = search.programs[r](exact=False, t=t, p=p, N_d=d, b=b)
+        v = search.run(r, t=t, p=p, N_d=d, b=b, m=m)
         pick = lambda name: np.where(piped, np.maximum(v[f"first.{name}"], v[f"last.{name}"]), v[f"whole.{name}"])  # noqa: E731
         flops = pick("flops")
         per_mb_first = v["first.flops"] / search.peak + v["first.comm"] / search.link
@@ -268,10 +297,7 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
         compute_mb = np.where(piped, np.where(slow_last, v["last.flops"], v["first.flops"]), flops) / search.peak
         inflight_first = np.minimum(p, m)
         for z in search.zero:
-            dp_whole = v[f"whole.dp{z}"] + (v["whole.gather"] * (m - 1) if z == 3 else 0)
-            dp_first = v[f"first.dp{z}"] + (v["first.gather"] * (m - 1) if z == 3 else 0)
-            dp_last = v[f"last.dp{z}"] + (v["last.gather"] * (m - 1) if z == 3 else 0)
-            dp_bytes = np.where(piped, np.maximum(dp_first, dp_last), dp_whole)
+            dp_bytes = np.where(piped, np.maximum(v[f"first.dp{z}"], v[f"last.dp{z}"]), v[f"whole.dp{z}"])
             mem = {}
             for stage, k in (("whole", 1), ("first", inflight_first), ("last", 1)):
                 mem[stage] = (v[f"{stage}.w{z}"], v[f"{stage}.g{z}"], v[f"{stage}.o{z}"], v[f"{stage}.act"] * k)
@@ -304,7 +330,7 @@ def evaluate_decode(search: Search, t, p, d, b) -> Layouts:
     """Every decode layout: a stage's step bound, tokens/s over all replicas, memory of the p·b sequences."""
     import numpy as np
 
-    v = search.programs["none"](exact=False, t=t, p=p, N_d=d, b=b)
+    v = search.run("none", t=t, p=p, N_d=d, b=b)
     piped = p > 1
     out = {}
     for stage in STAGES:
@@ -430,8 +456,9 @@ def _model_flops(search: Search, global_batch: int) -> float:
 
 
 def check_layout(search: Search, row: dict, **source) -> list:
-    """The best layout's compiled numbers against a fresh derivation with its numeric degrees, exactly:
-    (stage, quantity, exact value, compiled value, agrees)."""
+    """The best layout's compiled numbers against a fresh derivation with its numeric degrees (and, in training,
+    its ZeRO stage and micro-batch count), exactly: (stage, quantity, exact value, compiled value, agrees). The
+    data-parallel bytes are checked against derive's own `dp_comm_bytes` too."""
     from symcost.api import derive
 
     out = []
@@ -441,18 +468,21 @@ def check_layout(search: Search, row: dict, **source) -> list:
         kw = dict(tp=row["t"], device=search.analysis.request.device, **settings)
         kw["phase"] = "train" if train else "decode"
         if train:
-            kw.update(dp=row["d"], zero=row["zero"], recompute=row["recompute"])
+            kw.update(dp=row["d"], zero=row["zero"], recompute=row["recompute"], micro_batches=row["m"])
         if stage != "whole":
             kw.update(pp=row["p"], stage=stage)
         a = derive(source.get("spec"), preset=source.get("preset"), hf_config=source.get("hf_config"),
                    set=source.get("set"), **kw)
         v = a.at(b=row["b"])
-        exprs = _stage_exprs(a, stage, (row["zero"],)) if train else _decode_exprs(a, stage)
-        compiled = search.programs[row["recompute"] if train else "none"](
-            exact=False, t=row["t"], p=row["p"], N_d=row["d"], b=row["b"])
+        exprs = _stage_exprs(a, stage, (row["zero"],), row["m"]) if train else _decode_exprs(a, stage)
+        if train:
+            exprs[f"{stage}.dp_comm_bytes"] = a.dp_comm_bytes
+        compiled = search.run(row["recompute"] if train else "none", t=row["t"], p=row["p"], N_d=row["d"],
+                              b=row["b"], m=row["m"])
         for name, e in exprs.items():
             exact = v(e)
-            got = float(compiled[name])
+            key = f"{stage}.dp{row['zero']}" if name.endswith(".dp_comm_bytes") else name
+            got = float(compiled[key])
             ok = abs(float(exact) - got) <= 1e-9 * max(1.0, abs(float(exact)))
             out.append((stage, name.split(".", 1)[1], exact, got, ok))
     return out

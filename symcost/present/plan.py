@@ -88,8 +88,7 @@ def _best_train(plan) -> list[str]:
            f"    TP comm     {_s(r['tp_comm']):>10}   m × stage comm_bytes per micro-batch / link",
            f"    bubble      {_s(r['bubble']):>10}   (p − 1) × {_s(mb)} per micro-batch: (p − 1)/m = "
            f"{units.percent((r['p'] - 1) / r['m'])} of the pipeline time",
-           f"    DP comm     {_s(r['dp_comm']):>10}   gradient all-reduce (ring, (d − 1)/d)"
-           + (", and (m − 1) weight all-gathers" if r["zero"] == 3 else "") + " / link",
+           f"    DP comm     {_s(r['dp_comm']):>10}   {_dp_text(plan, r)}",
            f"  memory per device {_b(r['memory'])} of {_b(plan.search.capacity)}"
            + (f" (the {r['stage']} stage)" if r["p"] > 1 else ""),
            f"    weights     {_b(r['weights']):>10}",
@@ -107,6 +106,15 @@ def _reserve_line(plan, r) -> list[str]:
     held = ([f"{units.percent(s.reserve_fraction)} for fragmentation"] if s.reserve_fraction else []) + (
         [f"{_b(s.reserve_bytes)} for the framework"] if s.reserve_bytes else [])
     return [f"    reserve     {_b(r['reserve']):>10}   {', '.join(held)}"]
+
+
+def _dp_text(plan, r) -> str:
+    """The data-parallel bytes of the layout in words, as derive states them (dp_traffic_form)."""
+    from symcost.analysis.training import dp_traffic_form
+
+    form, what = dp_traffic_form(r["zero"], r["m"], plan.search.analysis.report.frozen_params != 0)
+    form = form if " + " not in form else f"({form})"
+    return f"{form}·(d − 1)/d elements (ring): {what} / link"
 
 
 def _best_decode(plan) -> list[str]:
