@@ -6,6 +6,7 @@ import re
 from fractions import Fraction
 
 import pytest
+import sympy as sp
 
 import symcost
 from symcost.analysis.plan import check_layout, divisors, evaluate_train, plan, prepare
@@ -55,7 +56,9 @@ def _brute_force(devices: int, batch: int, recompute: tuple, zero: tuple) -> lis
                             elements = {0: 2, 1: 2, 2: m + 1, 3: 3 * m}[z] * v.params
                             dp_bytes.append(Fraction(2 * elements * (d - 1), d))
                             inflight = min(p, m) if k == "first" else 1
-                            mem.append(int(st.total) + inflight * v.activation_bytes)
+                            # + one layer's tensors rebuilt under recomputation, as derive's memory has them
+                            rebuilt = v(stages[k].memory.parts.get("recomputed", sp.S.Zero))
+                            mem.append(int(st.total) + inflight * v.activation_bytes + rebuilt)
                         time = (m + p - 1) * per_mb + max(dp_bytes) / link
                         out.append((time, max(mem) <= cap, (t, p, d, b, z, r), max(mem)))
     return out
@@ -159,7 +162,7 @@ def test_plans_hold_the_reserve_back():
     train = plan("gpt2", global_batch=16, devices=8, reserve=Fraction(1, 10), reserve_bytes=2 * 10**9, top=1,
                  recompute=("none",), zero=(0,), **SMALL)
     r = train.best[0]
-    used = r["weights"] + r["gradients"] + r["optimizer"] + r["activations"]
+    used = r["weights"] + r["gradients"] + r["optimizer"] + r["activations"] + r["recomputed"]
     assert r["memory"] == pytest.approx(used / 0.9 + 2e9, rel=1e-12) and r["reserve"] == pytest.approx(
         r["memory"] - used, rel=1e-12)
     decode = plan("gpt2", preset="gpt2-small", set={"c": 1024}, devices=1, device="rtx-4090", objective="decode",
@@ -213,3 +216,21 @@ def test_derive_states_the_ring_factor(capsys):
     out = capsys.readouterr().out
     assert "2Ψ·(N_d − 1)/N_d elements" in out and "= 25.27 GB" in out and "26.95 GB" not in out
     assert 2 * PSI_7B * 2 * 15 // 16 == 25_269_058_560
+
+
+def test_plan_memory_holds_the_layer_recomputation_rebuilds():
+    # GPT-2 small, b = 1, s = 1024, no parallelism: a layer saves 34·s·b·h + 5·a·s²·b bytes without recomputation
+    # (Korthikanti et al. 2022, eq. 1, 16-bit, with dropout masks); full recomputation keeps its 2·s·b·h input and
+    # rebuilds the rest for the layer's backward pass: 32·s·b·h + 5·a·s²·b = 88,080,384 bytes at the peak
+    import numpy as np
+
+    h, a, s = 768, 12, 1024
+    rebuilt = 32 * s * h + 5 * a * s * s
+    assert rebuilt == 88_080_384
+    search = prepare("gpt2", preset="gpt2-small", set={"s": s, "V": 50304}, device="rtx-4090",
+                     recompute=("full", "selective"), zero=(0,))
+    one = np.array([1])
+    found = evaluate_train(search, one, one, one, one, one)
+    assert list(found.parts["recomputed"]) == [rebuilt, 5 * a * s * s]  # selective rebuilds the attention core
+    used = sum(found.parts[k] for k in ("weights", "gradients", "optimizer", "activations", "recomputed"))
+    assert list(found.parts["memory"]) == list(used)

@@ -18,9 +18,10 @@ Training (objective train), per optimizer step of a global batch of B sequences,
                                                    reduce-scatters every micro-batch, ZeRO-3 also gathers the
                                                    weights for each); not overlapped with compute
   step time         pipeline + data parallel       of the slower stage (first or last)
-  memory            state_z + k·A                  training state under ZeRO z over d devices + the activations
+  memory            state_z + k·A + R_r            training state under ZeRO z over d devices + the activations
                                                    of k micro-batches in flight: k = min(p, m) on the first stage
-                                                   (1F1B), 1 on the last, 1 without a pipeline; with a reserve,
+                                                   (1F1B), 1 on the last, 1 without a pipeline + R_r, one layer's
+                                                   tensors rebuilt under recomputation r; with a reserve,
                                                    / (1 − f) + R as derive's memory total
 
 Every rate is the device's peak: the step time is a lower bound for the layout, no compute/communication
@@ -187,11 +188,13 @@ def _stage_exprs(a, stage: str, zero, micro_batches) -> dict:
     """Per device and micro-batch: FLOPs, comm bytes, activations; per step of `micro_batches`: the training
     state's parts and the data-parallel bytes under each ZeRO stage, as derive counts them (frozen parameters
     have no gradient, optimizer state or gradient traffic)."""
+    from symcost.analysis.memory import recomputed_activations
     from symcost.analysis.training import dp_communication_bytes, training_state_for
 
     t = a.totals
     out = {f"{stage}.flops": t["flops_fwd"] + t["flops_bwd"] + t["flops_recompute"],
-           f"{stage}.comm": t["comm_bytes"], f"{stage}.act": t["activation_bytes"]}
+           f"{stage}.comm": t["comm_bytes"], f"{stage}.act": t["activation_bytes"],
+           f"{stage}.rec": recomputed_activations(a.report)}
     prec, opt = a.precision, a.request.optimizer
     for z in zero:
         st = training_state_for(a.report, precision=prec, optimizer=opt, zero=z, dp=a.dp)
@@ -282,7 +285,7 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
 
     n = len(t)
     cols = {k: [] for k in ("compute", "bubble", "tp_comm", "dp_comm", "time", "weights", "gradients",
-                            "optimizer", "activations", "reserve", "memory", "inflight")}
+                            "optimizer", "activations", "recomputed", "reserve", "memory", "inflight")}
     zs, rs, shown = [], [], []
     piped = p > 1
     for ri, r in enumerate(search.recompute):
@@ -300,7 +303,8 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
             dp_bytes = np.where(piped, np.maximum(v[f"first.dp{z}"], v[f"last.dp{z}"]), v[f"whole.dp{z}"])
             mem = {}
             for stage, k in (("whole", 1), ("first", inflight_first), ("last", 1)):
-                mem[stage] = (v[f"{stage}.w{z}"], v[f"{stage}.g{z}"], v[f"{stage}.o{z}"], v[f"{stage}.act"] * k)
+                mem[stage] = (v[f"{stage}.w{z}"], v[f"{stage}.g{z}"], v[f"{stage}.o{z}"], v[f"{stage}.act"] * k,
+                              v[f"{stage}.rec"])  # one layer rebuilt by recomputation, for one micro-batch
             tot = {s: sum(parts) for s, parts in mem.items()}
             use_last = piped & (tot["last"] > tot["first"])
             def part(i):  # noqa: E306
@@ -310,7 +314,7 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
             cols["bubble"].append((p - 1) * per_mb)
             cols["dp_comm"].append(dp_bytes / search.link)
             cols["time"].append((m + p - 1) * per_mb + dp_bytes / search.link)
-            for i, name in enumerate(("weights", "gradients", "optimizer", "activations")):
+            for i, name in enumerate(("weights", "gradients", "optimizer", "activations", "recomputed")):
                 cols[name].append(part(i))
             held = np.where(piped, np.maximum(tot["first"], tot["last"]), tot["whole"])
             total = search.total(held)

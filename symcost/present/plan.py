@@ -95,7 +95,9 @@ def _best_train(plan) -> list[str]:
            f"    gradients   {_b(r['gradients']):>10}",
            f"    optimizer   {_b(r['optimizer']):>10}",
            f"    activations {_b(r['activations']):>10}   {int(r['inflight'])} micro-batch"
-           f"{'es' if r['inflight'] > 1 else ''} in flight"] + _reserve_line(plan, r)
+           f"{'es' if r['inflight'] > 1 else ''} in flight"] + (
+           [f"    recomputed  {_b(r['recomputed']):>10}   one layer's tensors rebuilt for its backward pass"]
+           if r["recomputed"] else []) + _reserve_line(plan, r)
     return out + _check_lines(plan) + _notes(plan)
 
 
@@ -149,7 +151,7 @@ def _notes(plan) -> list[str]:
         return ["  note: times at peak rates, no overlap of compute and communication, every link the device's "
                 "interconnect (one direction): a lower bound for the layout",
                 "  note: memory: training state (ZeRO over d) + activations of the micro-batches in flight (1F1B: "
-                "min(p, m) on the first stage)" + _reserve_note(plan)]
+                "min(p, m) on the first stage) + one layer rebuilt under recomputation" + _reserve_note(plan)]
     return ["  note: a stage step ≥ max(FLOPs/peak, (weights + KV cache read)/bandwidth, comm/link); memory: weights "
             "+ KV cache of the micro-batches in flight + live activations of one step (as derive --phase decode "
             "counts them)" + _reserve_note(plan)]
