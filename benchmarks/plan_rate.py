@@ -7,8 +7,9 @@ Run from the repository root:
 
 The forms are derived and compiled once (3 recomputation modes × 3 stages, degrees t, p, N_d and the micro-batch
 b as symbols), then `evaluate_train` runs over a grid of layouts: t ∈ {1, 2, 4, 8}, p ∈ the divisors of L,
-d ∈ 1..256, b ∈ 1..32 (m = 1024 / (d·b) micro-batches, fractional where d·b does not divide 1024: the arithmetic
-is the same), × 3 recomputation modes × 4 ZeRO stages. A layout is one (t, p, d, b, ZeRO, recompute) point with
+d ∈ 1..256, b ∈ 1..32 (m = ⌊1024 / (d·b)⌋ micro-batches, at least 1: a whole number, as the data-parallel bytes
+of ZeRO-2 and ZeRO-3 are compiled with m as an integer argument; the arithmetic is the same where d·b does not
+divide 1024), × 3 recomputation modes × 4 ZeRO stages. A layout is one (t, p, d, b, ZeRO, recompute) point with
 its compute, bubble, TP and DP communication times, step time, and memory per device (weights, gradients,
 optimizer state, in-flight activations). The rate is layouts / median wall time of one evaluation.
 """
@@ -35,7 +36,7 @@ def grid(L: int) -> tuple:
     d = np.arange(1, 257)
     b = np.arange(1, 33)
     T, P, D, B = (a.ravel() for a in np.meshgrid(t, p, d, b, indexing="ij"))
-    return T, P, D, B, 1024 / (D * B)
+    return T, P, D, B, np.maximum(1, 1024 // (D * B))
 
 
 def main() -> int:

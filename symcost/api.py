@@ -17,7 +17,7 @@ def derive(spec=None, *, preset: str | None = None, hf_config=None, set=None, pa
     path: directories searched before the shipped ones. Every other keyword is a setting of symcost.settings.TABLE:
     phase, dtype, activations, weights, quantize, group, scale, zero_point, kv, flops, causal, other_flops,
     embedding_flops, recompute, flash_attention, tp, sp, vocab_parallel, pp, stage, ep, keep, dp, zero, optimizer,
-    precision, device, step_time, flops_efficiency, bandwidth_efficiency, reserve, reserve_bytes, generate.
+    precision, micro_batches, device, step_time, flops_efficiency, bandwidth_efficiency, reserve, reserve_bytes, generate.
 
     >>> a = derive("gpt2", preset="gpt2-small")
     >>> a.at().params
@@ -186,14 +186,15 @@ class Analysis:
 
     @property
     def dp_comm_bytes(self):
-        """Bytes each device sends per optimizer step for data parallelism, or None outside training."""
+        """Bytes each device sends per optimizer step for data parallelism, or None outside training: ring
+        volume (N_d − 1)/N_d, over --micro-batches micro-batches (symcost.analysis.training.dp_communication_bytes)."""
         if self.dp is None:
             return None
         from symcost.analysis.training import dp_communication_bytes
 
         return self._once("dp_comm", lambda: sp.expand(dp_communication_bytes(
-            self.report.totals["params"], self.precision, self.request.zero, self.dp,
-            frozen=self.report.frozen_params)))
+            self.report.totals["params"], self.precision, self.request.zero, self.dp, exact=True,
+            frozen=self.report.frozen_params, micro_batches=self.request.micro_batches or 1)))
 
     @property
     def device(self):

@@ -98,6 +98,9 @@ TABLE: tuple[Setting, ...] = (
     Setting("precision", "choice", "training precision policy (default: from the dtype — mixed-bf16 for bf16: 16-bit "
             "weights and gradients, fp32 master weights; fp32 for fp32)", None,
             ("fp32", "mixed-bf16", "mixed-fp16", "bf16", "fp16"), "train"),
+    Setting("micro_batches", "count", "micro-batches per optimizer step (gradient accumulation; default 1): ZeRO-2 "
+            "and ZeRO-3 reduce-scatter their sharded gradients after every micro-batch, and ZeRO-3 gathers the "
+            "weights for each, so their data-parallel traffic grows with it", None, (), "train", "M"),
     Setting("device", "text", "a shipped device (see `symcost devices`) or a device JSON: adds the roofline bounds "
             "of the phase (time, tokens/s) and each op's arithmetic intensity", None, (), "device", "NAME|FILE"),
     Setting("step_time", "number", "a measured training step time in seconds: report MFU (with --device)", None, (),
@@ -146,6 +149,7 @@ class Request:
     zero: int = 0
     optimizer: str = "adamw"
     precision: str | None = None
+    micro_batches: int | None = None
     device: str | None = None
     step_time: float | None = None
     activations: str | None = None
@@ -179,7 +183,8 @@ def request(spec=None, *, preset=None, hf_config=None, values=None, **settings) 
     if checked.get("generate") is not None and "phase" not in checked:
         checked["phase"] = "prefill"  # serving: the prompt's prefill, then the generated tokens
     # training-state memory when the train phase is asked for by name, or ZeRO or a data-parallel degree is given
-    training = checked.get("phase") == "train" or bool(checked.get("zero")) or checked.get("dp") is not None
+    training = (checked.get("phase") == "train" or bool(checked.get("zero")) or checked.get("dp") is not None
+                or checked.get("micro_batches") is not None)
     req = Request(spec=None if spec is None else str(spec), preset=preset, hf_config=None if hf_config is None else
                   str(hf_config), values=pairs, training=training, **checked)
     return validate(req)
@@ -328,7 +333,7 @@ def validate(req: Request) -> Request:
         raise SymcostError("--no-vocab-parallel keeps the embedding and head whole under tensor parallelism: give "
                            "a degree with --tp")
     if req.phase != "train":
-        for name in ("zero", "dp", "optimizer", "precision"):
+        for name in ("zero", "dp", "optimizer", "precision", "micro_batches"):
             if getattr(req, name) not in (BY_NAME[name].default, None):
                 raise SymcostError(f"--{name.replace('_', '-')} describes the training state; --phase {req.phase} "
                                    "has none (weights are held whole, or split by --tp/--pp/--ep)")

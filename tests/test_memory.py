@@ -182,3 +182,45 @@ def test_bad_sizes_are_clear_errors(text, words):
 def test_bad_reserve_settings_exit_2(capsys, flags, words):
     assert main(["derive", "llama", "--phase", "decode", *flags]) == 2
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recompute, rebuilt", [("full", 32 * 1024 * 768 + 5 * 12 * 1024**2),
+                                                ("selective", 5 * 12 * 1024**2), ("none", None)])
+def test_recomputation_rebuilds_one_layer_at_the_peak(recompute, rebuilt):
+    # GPT-2 small (h 768, a 12), b = 1, s = 1024, bf16. Korthikanti et al. 2022 (eq. 1): a layer saves
+    # s·b·h·(34 + 5·a·s/h) bytes; full recomputation keeps the 2·s·b·h input of each of the L layers and rebuilds
+    # the other 32·s·b·h + 5·a·s²·b (88,080,384 bytes) for one layer's backward pass; selective recomputation
+    # rebuilds the attention core, 5·a·s²·b (62,914,560). The paper's totals (2sbhL, 34sbhL) leave that layer out;
+    # here it is its own part.
+    a = symcost.derive("gpt2", preset="gpt2-small", phase="train", recompute=recompute, set={"b": 1, "s": 1024})
+    m, v = a.memory, a.at()
+    if rebuilt is None:
+        assert "recomputed" not in m.parts
+        return
+    assert v(m.parts["recomputed"]) == rebuilt
+    assert v(m.total) == sum(v(x) for x in m.parts.values())
+    assert any(n.startswith("recomputed:") for n in m.notes)
+    doc = json.loads(symcost.present.render(a, "json", values={"b": 1, "s": 1024}))
+    assert doc["memory"]["parts"]["recomputed"]["value"] == rebuilt
+    assert any(n.startswith("recomputed:") for n in doc["memory"]["notes"])
+
+
+def test_recomputed_layer_is_the_largest_of_the_repeated_blocks():
+    # Whisper: the encoder and decoder layers repeat separately; backward passes one layer at a time, so the peak
+    # holds the larger of the two rebuilt sets. fp32 (4 bytes), b = 1, S = 1500, t = 448, h 384, a 6, f 1536.
+    b, S, t, h, a_, f = 1, 1500, 448, 384, 6, 1536
+    # an encoder layer rebuilds, beside its kept input: the first norm's output, q, k, v, the attention context,
+    # the residual sum and the second norm's output (7 [S, h]), the softmax probabilities [a, S, S] and the MLP's
+    # pre- and post-GELU [S, f] (2)
+    enc = 4 * b * (7 * S * h + a_ * S * S + 2 * S * f)
+    # a decoder layer: self-attention probabilities [a, t, t], cross-attention probabilities [a, t, S], the cross
+    # keys and values [S, h] (2), 11 [t, h] tensors and 2 [t, f]: far less at t = 448
+    dec = 4 * b * (a_ * t * t + a_ * t * S + 2 * S * h + 11 * t * h + 2 * t * f)
+    an = symcost.derive("whisper", preset="whisper-tiny", phase="train", recompute="full", set={"b": 1, "t": 448})
+    assert an.at()(an.memory.parts["recomputed"]) == max(enc, dec) == enc
+    B, S_, T, H, A, AD, F_, FD = (sym(n) for n in ("b", "S", "t", "h", "a", "ad", "f", "fd"))
+    closed = an.memory.parts["recomputed"]
+    assert isinstance(closed, sp.Max)
+    forms = {sp.expand(x) for x in closed.args}
+    assert forms == {sp.expand(4 * B * (7 * S_ * H + A * S_ * S_ + 2 * S_ * F_)),
+                     sp.expand(4 * B * (AD * T * T + AD * T * S_ + 2 * S_ * H + 11 * T * H + 2 * T * FD))}

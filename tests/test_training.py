@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import pytest
 import sympy as sp
@@ -127,6 +128,41 @@ def test_data_parallel_communication():
     assert dp_communication_bytes(1000, exact=True, dp=1) == 0
 
 
+def test_data_parallel_traffic_over_micro_batches():
+    # Per step of m micro-batches, Ψ_t = Ψ − frozen trained: stages 0 and 1 exchange the accumulated gradients once
+    # (2Ψ_t); stage 2 shards the gradients, so each micro-batch's are reduce-scattered (DeepSpeed's engine:
+    # "ZeRO stage >= 2 communicates during non gradient accumulation boundaries as well") and the updated weights
+    # gathered once: (m + 1)Ψ_t; stage 3 gathers every weight for the forward and the backward pass and
+    # reduce-scatters the gradients, per micro-batch: m(2Ψ + Ψ_t). m = 1 is the ZeRO paper's 2Ψ and 3Ψ (§7).
+    m, frozen = sym("m"), sym("F")
+    trained = psi - frozen
+    expected = {0: 2 * trained, 1: 2 * trained, 2: (m + 1) * trained, 3: m * (2 * psi + trained)}
+    for z, elements in expected.items():
+        got = dp_communication_bytes(psi, "mixed-bf16", zero=z, frozen=frozen, micro_batches=m)
+        assert same(got, 2 * elements)  # 2 bytes an element
+        ring = dp_communication_bytes(psi, "mixed-bf16", zero=z, frozen=frozen, micro_batches=m, exact=True)
+        assert same(ring, 2 * elements * (N_d - 1) / N_d)
+    assert same(dp_communication_bytes(psi, "mixed-bf16", zero=3, micro_batches=1), 6 * psi)
+    for bad in (0, -1, True, sp.Rational(1, 2), "2"):
+        with pytest.raises(SymcostError, match="micro-batch"):
+            dp_communication_bytes(psi, zero=2, micro_batches=bad)
+
+
+def test_micro_batches_setting(capsys):
+    from symcost import derive
+    from symcost.cli import main
+
+    a = derive("gpt2", zero=2, dp=8, micro_batches=4, set={"b": 1, "s": 1024, "h": 768, "a": 12, "L": 12,
+                                                             "V": 50257, "P": 1024})
+    psi_ = a.at()(a.totals["params"])
+    assert a.at()(a.dp_comm_bytes) == Fraction(5 * psi_ * 2 * 7, 8)  # (m + 1)Ψ elements, 2 bytes, ring 7/8
+    assert main(["derive", "gpt2", "--micro-batches", "4"]) == 0  # implies the training state
+    assert "(m = 4 micro-batches)" in capsys.readouterr().out.replace("(ring; m", "(m")
+    assert main(["derive", "gpt2", "--phase", "decode", "--micro-batches", "4"]) == 2
+    assert "--micro-batches" in capsys.readouterr().err
+    assert main(["derive", "gpt2", "--micro-batches", "0"]) == 2
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
@@ -141,3 +177,41 @@ def test_errors(kwargs, needle):
     with pytest.raises(SymcostError) as e:
         training_state(psi, **kwargs)
     assert needle in str(e.value)
+
+
+# ---- Whisper: the frozen sinusoidal encoder positions (S·h = 1500·384) are held but not trained ------------------
+WHISPER_TINY_PARAMS, WHISPER_TINY_FROZEN = 37_760_640, 1500 * 384  # published count, requires_grad=False table
+
+
+def test_training_state_names_the_trained_parameters(capsys):
+    from symcost.cli import main
+
+    trained = WHISPER_TINY_PARAMS - WHISPER_TINY_FROZEN  # 37,184,640
+    assert main(["derive", "whisper", "--preset", "whisper-tiny", "--dp", "4", "--zero", "1", "--set", "b=1",
+                 "t=448"]) == 0
+    out = capsys.readouterr().out
+    # fp32: weights 4Ψ (every parameter), gradients 4Ψ_t, optimizer 8Ψ_t/4 (AdamW's two fp32 states, ZeRO-1 on 4)
+    assert 4 * WHISPER_TINY_PARAMS == 151_042_560 and 4 * trained == 148_738_560
+    assert "weights    4Ψ " in out and "= 151 MB" in out
+    assert "gradients  4Ψ_t" in out and "= 148.7 MB" in out
+    assert "optimizer  8Ψ_t/4" in out and "= 74.37 MB" in out
+    assert "Ψ_t = Ψ − S·h trained parameters" in out
+    # only trained gradients travel: 2Ψ_t elements of 4 bytes, ring 3/4 = 223,107,840 bytes
+    assert 2 * trained * 4 * 3 // 4 == 223_107_840
+    assert "2Ψ_t·(N_d − 1)/N_d elements" in out and "= 223.1 MB" in out
+
+
+def test_plan_counts_no_gradient_or_optimizer_state_for_frozen_parameters():
+    import numpy as np
+
+    from symcost.analysis.plan import evaluate_train, prepare
+
+    search = prepare("whisper", preset="whisper-tiny", set={"t": 448}, device="h100-sxm", recompute=("none",),
+                     zero=(0,))
+    one = np.array([1])
+    found = evaluate_train(search, one, one, np.array([4]), one, one)
+    trained = WHISPER_TINY_PARAMS - WHISPER_TINY_FROZEN
+    assert found.parts["weights"][0] == 4 * WHISPER_TINY_PARAMS  # fp32 weights, all of them
+    assert found.parts["gradients"][0] == 4 * trained
+    assert found.parts["optimizer"][0] == 8 * trained  # AdamW: momentum and variance, fp32
+    assert found.parts["dp_comm"][0] * search.link == 2 * trained * 4 * 3 / 4

@@ -6,7 +6,15 @@ parallelism, as the report's totals are):
   train     weights + gradients + optimizer state (the training state: precision, optimizer, ZeRO stage and
             N_d; plain data parallelism when none is given) + activations: the tensors saved for the backward
             pass under the recompute setting, times the micro-batches a pipeline stage holds at once (1F1B:
-            the first of p stages p, a middle one ⌈p/2⌉, the last 1; no pipeline: 1)
+            the first of p stages p, a middle one ⌈p/2⌉, the last 1; no pipeline: 1) + recomputed: with
+            --recompute selective or full, the tensors recomputation rebuilds for one layer's backward pass
+
+Recomputation frees a layer's tensors after its forward pass and rebuilds them when its backward pass runs, one
+layer at a time: the peak holds the kept activations plus one layer's rebuilt tensors. `recomputed` is that
+layer's share: the saved tensors the recompute mode drops (and running without recomputation keeps), per
+instance of the outermost repeated block, the largest of the blocks (Whisper's encoder or decoder layer).
+Korthikanti et al. (2022, "Reducing Activation Recomputation in Large Transformer Models") count only the
+kept tensors (2sbhL for full recomputation); the part is shown separately so either figure can be read off.
   prefill   weights (in their own dtype: quantized ones at their bits) + the KV cache after the step + the
   decode    live activations of the step
 
@@ -34,7 +42,7 @@ import sympy as sp
 
 from symcost.model.graph import Kind, Region, regions
 
-ORDER = ("weights", "gradients", "optimizer", "activations", "kv_cache")
+ORDER = ("weights", "gradients", "optimizer", "activations", "recomputed", "kv_cache")
 LIVE = "a bound on what one step holds at once (every tensor outside the repeated blocks, and one instance of each " \
        "repeated block)"
 
@@ -50,7 +58,7 @@ def activations_convention(phase: str, brief: bool = False) -> str:
         return "live tensors of one step, bounded above (none saved for backward)"
     return "none saved for backward (activation_bytes is 0); memory.parts.activations is " + LIVE
 TITLES = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state",
-          "activations": "activations", "kv_cache": "KV cache"}
+          "activations": "activations", "recomputed": "recomputed", "kv_cache": "KV cache"}
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,13 @@ def memory(analysis) -> Memory:
                                                      optimizer=req.optimizer, zero=0, dp=1)
         flight, why = in_flight(report)
         parts = {"weights": st.weight_bytes, "gradients": st.gradient_bytes, "optimizer": st.optimizer_bytes,
-                 "activations": sp.expand(totals["activation_bytes"] * flight)}
+                 "activations": sp.expand(totals["activation_bytes"] * flight),
+                 "recomputed": recomputed_activations(report)}
         notes.append("activations: the tensors saved for the backward pass" + why)
+        if parts["recomputed"] != 0:
+            notes.append(f"recomputed: the tensors {report.settings.recompute} recomputation rebuilds for one "
+                         "layer's backward pass, held with the kept activations at the peak (Korthikanti et al. "
+                         "2022 count the kept activations only)")
         if analysis.training is None:
             notes.append(f"training state: {st.precision.name}, {st.optimizer}, no ZeRO (give --zero or --dp to "
                          "shard it)")
@@ -133,6 +146,48 @@ def in_flight(report) -> tuple[sp.Expr, str]:
     if st.stage == "middle":
         return sp.ceiling(p / 2), f" of the ⌈{p}/2⌉ micro-batches a middle pipeline stage holds (1F1B)"
     return sp.Integer(1), " of the one micro-batch the last pipeline stage holds (1F1B)"
+
+
+def recomputed_activations(report) -> sp.Expr:
+    """Bytes one layer's backward pass holds again under recomputation (module docstring): the saved tensors the
+    recompute mode drops and a step without recomputation keeps, per instance of the outermost repeated block
+    (the largest block when several repeat); those outside repeats whole, on their pipeline stage."""
+    from types import SimpleNamespace
+
+    from symcost.cost.accounting import _dropped
+    from symcost.cost.parallel import placement, sharded_bytes
+
+    graph, st = report.graph, report.settings
+    if graph.phase != "train" or st is None or st.recompute == "none":
+        return sp.S.Zero
+    storages = graph.storages
+    savers: dict[int, list] = {}
+    for node in graph.ops:
+        for sid in node.saves:
+            savers.setdefault(sid, []).append(node)
+    carried = {fam.carried for fam in graph.families}
+    kept = SimpleNamespace(recompute="none", flash=st.flash)  # what a step without recomputation saves
+    place = placement(graph)
+    per: dict = {}
+    for sid, nodes in savers.items():
+        store = storages[sid]
+        if not _dropped(store, nodes, carried, st) or _dropped(store, nodes, carried, kept):
+            continue
+        tag = _outer_repeat(store.tags)
+        if tag is None and st.pp is not None and st.pp != 1 and place[id(nodes[0])] != st.stage:
+            continue
+        per.setdefault(tag, []).append(sharded_bytes(store, st) * store.mult)
+    nodes_in: dict = {}
+    for node in graph.ops:
+        tag = _outer_repeat(node.tags)
+        if tag is not None:
+            nodes_in.setdefault(tag, []).append(node)
+    layers = [sp.expand(sp.Add(*b) / (1 if tag is None else _region_mult(nodes_in[tag], tag)))
+              for tag, b in per.items()]
+    keep = st.keep
+    defs = {d.symbol: d.definition for d in graph.env.dims.values() if d.definition is not None and d.name not in keep}
+    peak = sp.S.Zero if not layers else layers[0] if len(layers) == 1 else sp.Max(*layers)
+    return sp.expand(peak.xreplace(defs))
 
 
 def live_activations(report) -> sp.Expr:

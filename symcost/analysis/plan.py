@@ -12,19 +12,27 @@ Training (objective train), per optimizer step of a global batch of B sequences,
                                                    the stage-boundary sends) over one direction of the link
   pipeline          (m + p − 1)·μ                  m micro-batches through p stages (1F1B or GPipe): the bubble
                                                    is (p − 1)·μ, a fraction (p − 1)/m of the compute
-  data parallel     G/link                         G: the gradient all-reduce of the stage's parameters, ring
-                                                   volume (d − 1)/d (symcost.analysis.training), ZeRO-3 adding
-                                                   (m − 1) weight all-gathers; not overlapped with compute
+  data parallel     G/link                         G: the stage's data-parallel bytes per step over m
+                                                   micro-batches, ring volume (d − 1)/d, as derive counts them
+                                                   (symcost.analysis.training.dp_communication_bytes: ZeRO-2
+                                                   reduce-scatters every micro-batch, ZeRO-3 also gathers the
+                                                   weights for each); not overlapped with compute
   step time         pipeline + data parallel       of the slower stage (first or last)
-  memory            state_z + k·A                  training state under ZeRO z over d devices + the activations
+  memory            state_z + k·A + R_r            training state under ZeRO z over d devices + the activations
                                                    of k micro-batches in flight: k = min(p, m) on the first stage
-                                                   (1F1B), 1 on the last, 1 without a pipeline
+                                                   (1F1B), 1 on the last, 1 without a pipeline + R_r, one layer's
+                                                   tensors rebuilt under recomputation r; with a reserve,
+                                                   / (1 − f) + R as derive's memory total
 
 Every rate is the device's peak: the step time is a lower bound for the layout, no compute/communication
 overlap assumed, every link the device's interconnect (across nodes the real links are slower). Decode
 (objective decode): each of d replicas holds p stages of t devices, p micro-batches of b sequences in flight;
 a stage's step takes max(F/peak, bytes/bandwidth, C/link) (symcost.analysis.roofline), tokens/s = d·b / that,
-memory = weights + the KV cache of the p·b sequences for the stage's layers.
+memory = weights + the KV cache of the p·b sequences for the stage's layers + the live activations of one step
+(symcost.analysis.memory), with the reserve.
+
+The searched degrees are symbols named t, p, N_d and m unless the spec uses those names (Whisper's t is a
+length): then a free name is taken (t_, …); the micro-batch b is the spec's batch dim.
 """
 from __future__ import annotations
 
@@ -36,6 +44,7 @@ import sympy as sp
 from symcost.errors import SymcostError
 
 RECOMPUTE = ("none", "selective", "full")
+SEARCHED = ("t", "p", "N_d", "b", "m")  # tensor, pipeline and data degrees, micro-batch, micro-batches per step
 ZERO = (0, 1, 2, 3)
 STAGES = ("whole", "first", "last")
 OVER_MEMORY = "memory per device over the device's"  # why a layout (not a degree shape) is rejected
@@ -55,6 +64,19 @@ class Search:
     derive_seconds: float = 0.0
     zero: tuple = ZERO
     recompute: tuple = RECOMPUTE
+    reserve_fraction: float = 0.0  # --reserve: total = used / (1 − f) + reserve_bytes, as derive's memory total
+    reserve_bytes: float = 0.0
+    names: dict = field(default_factory=lambda: {n: n for n in SEARCHED})  # searched → the symbol's name
+
+    def run(self, mode: str, **values):
+        """The compiled program of a recomputation mode at searched values (t, p, N_d, b, m: arrays or numbers)."""
+        program = self.programs[mode]
+        args = {a.name for a in program.args}
+        return program(exact=False, **{self.names[k]: v for k, v in values.items() if self.names[k] in args})
+
+    def total(self, used):
+        """Memory per device held for `used` bytes of tensors: with the reserve (symcost.analysis.memory)."""
+        return used / (1 - self.reserve_fraction) + self.reserve_bytes
 
 
 @dataclass
@@ -69,7 +91,9 @@ class Layouts:
     zero: object
     recompute: object  # index into Search.recompute
     parts: dict  # name → array: compute, bubble, tp_comm, dp_comm, time, weights, gradients, optimizer,
-    #                              activations, memory, tokens_per_s (decode)
+    #                              activations, reserve, memory; decode: weights, kv_cache, activations, reserve,
+    #                              memory, tokens_per_s
+    stage: object = None  # index into STAGES: the stage whose memory is shown (the larger)
 
 
 @dataclass
@@ -97,26 +121,28 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
 
     if objective not in ("train", "decode"):
         raise SymcostError(f"--objective is train or decode, not '{objective}'")
-    for name in ("tp", "pp", "dp", "zero", "recompute", "stage", "phase"):
+    for name in ("tp", "pp", "dp", "zero", "recompute", "stage", "phase", "micro_batches"):
         if settings.get(name) is not None:
             raise SymcostError(f"--{name} is what plan searches; leave it out")
     start = time.perf_counter()
     phase = "train" if objective == "train" else "decode"
     base = derive(spec, preset=preset, hf_config=hf_config, set=set, phase=phase, device=device, **settings)
     modes = tuple(recompute) if objective == "train" else ("none",)
+    names = _names(base)
+    searched = [n for n in SEARCHED if objective == "train" or n != "m"]
+    symbols = [base.symbol("b") if n == "b" and "b" in base.dims else _symbol(names[n]) for n in searched]
+    micro = symbols[-1] if objective == "train" else None
     programs = {}
     for r in modes:
         exprs = {}
         for stage in STAGES:
-            kw = dict(tp="t", phase=phase, device=device, **settings)
+            kw = dict(tp=names["t"], phase=phase, device=device, **settings)
             if objective == "train":
-                kw.update(dp="N_d", recompute=r)
+                kw.update(dp=names["N_d"], recompute=r)
             if stage != "whole":
-                kw.update(pp="p", stage=stage)
+                kw.update(pp=names["p"], stage=stage)
             a = derive(spec, preset=preset, hf_config=hf_config, set=set, **kw)
-            found = _stage_exprs(a, zero) if objective == "train" else _decode_exprs(a)
-            exprs.update({_column(stage, q): e for q, e in found.items()})
-        symbols = [base.symbol(n) if n in base.dims else _symbol(n) for n in ("t", "p", "N_d", "b")]
+            exprs.update(_stage_exprs(a, stage, zero, micro) if objective == "train" else _decode_exprs(a, stage))
         subs = _fixed(base, [s.name for s in symbols])
         exprs = {k: sp.expand(e.xreplace(subs)) for k, e in exprs.items()}
         free = sorted({str(s) for e in exprs.values() for s in e.free_symbols} - {s.name for s in symbols})
@@ -126,9 +152,24 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
         programs[r] = compile_exprs(exprs, symbols)
     dev = base.device
     dtype = base.env.default_dtype.name
+    mem = base.memory
     return Search(objective, programs, float(dev.peak(dtype)), float(dev.memory_bandwidth),
                   float(dev.interconnect.per_direction), float(dev.memory_bytes), base,
-                  time.perf_counter() - start, tuple(zero), modes)
+                  time.perf_counter() - start, tuple(zero), modes, float(mem.reserve_fraction),
+                  float(mem.reserve_bytes), names)
+
+
+def _names(analysis) -> dict:
+    """The symbol name of each searched quantity: itself, or with underscores added while the spec uses it."""
+    taken = set(analysis.env.dims) | set(analysis.env.options)
+    out = {"b": "b"}
+    for n in ("t", "p", "N_d", "m"):
+        name = n
+        while name in taken:
+            name += "_"
+        out[n] = name
+        taken.add(name)
+    return out
 
 
 def _symbol(name: str):
@@ -144,38 +185,35 @@ def _fixed(analysis, searched: list) -> dict:
     return Evaluator(analysis.env, values).subs
 
 
-def _stage_exprs(a, zero) -> dict:
-    """Per device and micro-batch: FLOPs, comm bytes, activations; per step: training state parts and the
-    data-parallel bytes under each ZeRO stage (quantity -> expression)."""
-    from symcost.analysis.training import dp_communication_bytes, training_state
+def _stage_exprs(a, stage: str, zero, micro_batches) -> dict:
+    """Per device and micro-batch: FLOPs, comm bytes, activations; per step of `micro_batches`: the training
+    state's parts and the data-parallel bytes under each ZeRO stage, as derive counts them (frozen parameters
+    have no gradient, optimizer state or gradient traffic)."""
+    from symcost.analysis.memory import recomputed_activations
+    from symcost.analysis.training import dp_communication_bytes, training_state_for
 
     t = a.totals
-    psi = t["params"]
-    out = {"flops": t["flops_fwd"] + t["flops_bwd"] + t["flops_recompute"], "comm": t["comm_bytes"],
-           "act": t["activation_bytes"]}
+    out = {f"{stage}.flops": t["flops_fwd"] + t["flops_bwd"] + t["flops_recompute"],
+           f"{stage}.comm": t["comm_bytes"], f"{stage}.act": t["activation_bytes"],
+           f"{stage}.rec": recomputed_activations(a.report)}
     prec, opt = a.precision, a.request.optimizer
     for z in zero:
-        st = training_state(psi, precision=prec, optimizer=opt, zero=z, dp=a.dp)
-        out[f"w{z}"], out[f"g{z}"], out[f"o{z}"] = st.weight_bytes, st.gradient_bytes, st.optimizer_bytes
-        out[f"dp{z}"] = dp_communication_bytes(psi, prec, z, a.dp, exact=True)
-    # ZeRO-3 gathers the weights again for every further micro-batch: 2Ψ·weight bytes, ring volume
-    w = training_state(psi, precision=prec, optimizer=opt).precision.weight
-    out["gather"] = 2 * psi * w * (a.dp - 1) / a.dp
+        st = training_state_for(a.report, precision=prec, optimizer=opt, zero=z, dp=a.dp)
+        out[f"{stage}.w{z}"], out[f"{stage}.g{z}"], out[f"{stage}.o{z}"] = (st.weight_bytes, st.gradient_bytes,
+                                                                             st.optimizer_bytes)
+        out[f"{stage}.dp{z}"] = dp_communication_bytes(t["params"], prec, z, a.dp, exact=True,
+                                                       frozen=a.report.frozen_params, micro_batches=micro_batches)
     return out
 
 
-def _decode_exprs(a) -> dict:
-    """Per device: a decode step's FLOPs, bytes, comm bytes, weights, KV cache and memory (quantity -> expression)."""
-    from symcost.analysis.quantity import memory_bytes
-
+def _decode_exprs(a, stage: str) -> dict:
+    """A stage's decode step (FLOPs, bytes, comm) and derive's memory parts for one micro-batch of b sequences:
+    weights, the KV cache, the step's live activations (symcost.analysis.memory)."""
     s = a.summary
-    return {"flops": s.flops, "bytes": s.bytes, "comm": s.comm_bytes, "weights": a.totals["weight_bytes"],
-            "kv": a.totals["kv_cache_bytes"], "memory": memory_bytes(a)}
-
-
-def _column(stage: str, quantity: str) -> str:
-    """The name a stage's quantity has among the compiled metrics ("first.flops")."""
-    return f"{stage}.{quantity}"
+    parts = a.memory.parts
+    return {f"{stage}.flops": s.flops, f"{stage}.bytes": s.bytes, f"{stage}.comm": s.comm_bytes,
+            f"{stage}.weights": parts.get("weights", sp.S.Zero), f"{stage}.kv": parts.get("kv_cache", sp.S.Zero),
+            f"{stage}.act": parts.get("activations", sp.S.Zero)}
 
 
 # ---- enumeration ---------------------------------------------------------------------------------------------
@@ -241,11 +279,11 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
 
     n = len(t)
     cols = {k: [] for k in ("compute", "bubble", "tp_comm", "dp_comm", "time", "weights", "gradients",
-                            "optimizer", "activations", "memory", "inflight")}
-    zs, rs = [], []
+                            "optimizer", "activations", "recomputed", "reserve", "memory", "inflight")}
+    zs, rs, shown = [], [], []
     piped = p > 1
     for ri, r in enumerate(search.recompute):
-        v = search.programs[r](exact=False, t=t, p=p, N_d=d, b=b)
+        v = search.run(r, t=t, p=p, N_d=d, b=b, m=m)
         pick = lambda name: np.where(piped, np.maximum(v[f"first.{name}"], v[f"last.{name}"]), v[f"whole.{name}"])  # noqa: E731
         flops = pick("flops")
         per_mb_first = v["first.flops"] / search.peak + v["first.comm"] / search.link
@@ -256,13 +294,11 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
         compute_mb = np.where(piped, np.where(slow_last, v["last.flops"], v["first.flops"]), flops) / search.peak
         inflight_first = np.minimum(p, m)
         for z in search.zero:
-            dp_whole = v[f"whole.dp{z}"] + (v["whole.gather"] * (m - 1) if z == 3 else 0)
-            dp_first = v[f"first.dp{z}"] + (v["first.gather"] * (m - 1) if z == 3 else 0)
-            dp_last = v[f"last.dp{z}"] + (v["last.gather"] * (m - 1) if z == 3 else 0)
-            dp_bytes = np.where(piped, np.maximum(dp_first, dp_last), dp_whole)
+            dp_bytes = np.where(piped, np.maximum(v[f"first.dp{z}"], v[f"last.dp{z}"]), v[f"whole.dp{z}"])
             mem = {}
             for stage, k in (("whole", 1), ("first", inflight_first), ("last", 1)):
-                mem[stage] = (v[f"{stage}.w{z}"], v[f"{stage}.g{z}"], v[f"{stage}.o{z}"], v[f"{stage}.act"] * k)
+                mem[stage] = (v[f"{stage}.w{z}"], v[f"{stage}.g{z}"], v[f"{stage}.o{z}"], v[f"{stage}.act"] * k,
+                              v[f"{stage}.rec"])  # one layer rebuilt by recomputation, for one micro-batch
             tot = {s: sum(parts) for s, parts in mem.items()}
             use_last = piped & (tot["last"] > tot["first"])
             def part(i):  # noqa: E306
@@ -272,23 +308,27 @@ def evaluate_train(search: Search, t, p, d, b, m) -> Layouts:
             cols["bubble"].append((p - 1) * per_mb)
             cols["dp_comm"].append(dp_bytes / search.link)
             cols["time"].append((m + p - 1) * per_mb + dp_bytes / search.link)
-            for i, name in enumerate(("weights", "gradients", "optimizer", "activations")):
+            for i, name in enumerate(("weights", "gradients", "optimizer", "activations", "recomputed")):
                 cols[name].append(part(i))
-            cols["memory"].append(np.where(piped, np.maximum(tot["first"], tot["last"]), tot["whole"]))
+            held = np.where(piped, np.maximum(tot["first"], tot["last"]), tot["whole"])
+            total = search.total(held)
+            cols["reserve"].append(total - held)
+            cols["memory"].append(total)
             cols["inflight"].append(np.where(piped & ~use_last, inflight_first, 1))
             zs.append(np.full(n, z))
             rs.append(np.full(n, ri))
+            shown.append(np.where(piped, np.where(use_last, 2, 1), 0))
     reps = len(zs)
     parts = {k: np.concatenate(c) for k, c in cols.items()}
     return Layouts(np.tile(t, reps), np.tile(p, reps), np.tile(d, reps), np.tile(b, reps), np.tile(m, reps),
-                   np.concatenate(zs), np.concatenate(rs), parts)
+                   np.concatenate(zs), np.concatenate(rs), parts, np.concatenate(shown))
 
 
 def evaluate_decode(search: Search, t, p, d, b) -> Layouts:
     """Every decode layout: a stage's step bound, tokens/s over all replicas, memory of the p·b sequences."""
     import numpy as np
 
-    v = search.programs["none"](exact=False, t=t, p=p, N_d=d, b=b)
+    v = search.run("none", t=t, p=p, N_d=d, b=b)
     piped = p > 1
     out = {}
     for stage in STAGES:
@@ -300,15 +340,20 @@ def evaluate_decode(search: Search, t, p, d, b) -> Layouts:
     def pick(i):  # noqa: E306
         return np.where(piped, np.where(first_slow, out["first"][i], out["last"][i]), out["whole"][i])
     step = pick(3)
-    mem_first = v["first.weights"] + p * v["first.kv"]
-    mem_last = v["last.weights"] + p * v["last.kv"]
-    memory = np.where(piped, np.maximum(mem_first, mem_last), v["whole.memory"])
-    weights = np.where(piped, np.where(mem_last > mem_first, v["last.weights"], v["first.weights"]),
-                       v["whole.weights"])
+    # memory of a stage: its weights, the KV cache of the p micro-batches in flight, one step's live activations
+    mem = {stage: (v[f"{stage}.weights"], p * v[f"{stage}.kv"], v[f"{stage}.act"]) for stage in STAGES}
+    used = {stage: sum(parts) for stage, parts in mem.items()}
+    shown = np.where(piped, np.where(used["last"] > used["first"], 2, 1), 0)  # index into STAGES
+    def part(i):  # noqa: E306
+        return np.choose(shown, [mem[stage][i] for stage in STAGES])
+    held = np.choose(shown, [used[stage] for stage in STAGES])
+    total = search.total(held)
     parts = {"compute": pick(0), "memory_time": pick(1), "tp_comm": pick(2), "time": step,
-             "tokens_per_s": d * b / step, "weights": weights, "kv_cache": memory - weights, "memory": memory}
+             "tokens_per_s": d * b / step, "weights": part(0), "kv_cache": part(1), "activations": part(2),
+             "reserve": total - held, "memory": total}
     n = len(t)
-    return Layouts(t, p, d, b, np.full(n, p), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), parts)
+    return Layouts(t, p, d, b, np.full(n, p), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), parts,
+                   shown)
 
 
 # ---- the search ----------------------------------------------------------------------------------------------
@@ -389,6 +434,7 @@ def _row(search: Search, found: Layouts, i: int, global_batch) -> dict:
            "m": int(found.m[i])}
     if search.objective == "train":
         row.update(zero=int(found.zero[i]), recompute=search.recompute[int(found.recompute[i])])
+    row["stage"] = STAGES[int(found.stage[i])]  # the pipeline stage whose memory is shown (whole: no pipeline)
     row.update({k: float(v[i]) for k, v in found.parts.items()})
     if search.objective == "train":
         model = _model_flops(search, global_batch)
@@ -408,8 +454,9 @@ def _model_flops(search: Search, global_batch: int) -> float:
 
 
 def check_layout(search: Search, row: dict, **source) -> list:
-    """The best layout's compiled numbers against a fresh derivation with its numeric degrees, exactly:
-    (stage, quantity, exact value, compiled value, agrees)."""
+    """The best layout's compiled numbers against a fresh derivation with its numeric degrees (and, in training,
+    its ZeRO stage and micro-batch count), exactly: (stage, quantity, exact value, compiled value, agrees). The
+    data-parallel bytes are checked against derive's own `dp_comm_bytes` too."""
     from symcost.api import derive
 
     out = []
@@ -419,18 +466,22 @@ def check_layout(search: Search, row: dict, **source) -> list:
         kw = dict(tp=row["t"], device=search.analysis.request.device, **settings)
         kw["phase"] = "train" if train else "decode"
         if train:
-            kw.update(dp=row["d"], zero=row["zero"], recompute=row["recompute"])
+            kw.update(dp=row["d"], zero=row["zero"], recompute=row["recompute"], micro_batches=row["m"])
         if stage != "whole":
             kw.update(pp=row["p"], stage=stage)
         a = derive(source.get("spec"), preset=source.get("preset"), hf_config=source.get("hf_config"),
                    set=source.get("set"), **kw)
         v = a.at(b=row["b"])
-        exprs = _stage_exprs(a, (row["zero"],)) if train else _decode_exprs(a)
-        compiled = search.programs[row["recompute"] if train else "none"](
-            exact=False, t=row["t"], p=row["p"], N_d=row["d"], b=row["b"])
-        for quantity, e in exprs.items():
+        exprs = _stage_exprs(a, stage, (row["zero"],), row["m"]) if train else _decode_exprs(a, stage)
+        if train:
+            exprs[f"{stage}.dp_comm_bytes"] = a.dp_comm_bytes
+        compiled = search.run(row["recompute"] if train else "none", t=row["t"], p=row["p"], N_d=row["d"],
+                              b=row["b"], m=row["m"])
+        for name, e in exprs.items():
             exact = v(e)
-            got = float(compiled[_column(stage, quantity)])
+            quantity = name[len(stage) + 1:]  # the names are "{stage}.{quantity}", made above
+            key = f"{stage}.dp{row['zero']}" if quantity == "dp_comm_bytes" else name
+            got = float(compiled[key])
             ok = abs(float(exact) - got) <= 1e-9 * max(1.0, abs(float(exact)))
             out.append((stage, quantity, exact, got, ok))
     return out

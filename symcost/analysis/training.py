@@ -241,32 +241,76 @@ def dp_communication_bytes(
     dp: Expr | int | None = None,
     exact: bool = False,
     frozen: Expr | int = 0,
+    micro_batches: Expr | int = 1,
 ) -> Expr:
     """Bytes each device sends per optimizer step for data parallelism (and receives as many).
 
-    An all-reduce of the gradients is a reduce-scatter plus an all-gather: with a ring, each device sends
-    (N_d − 1)/N_d · Ψ elements in each half. The ZeRO paper rounds that to Ψ + Ψ = 2Ψ elements, at the
-    gradient dtype: 2Ψ·grad bytes for stages 0, 1 and 2 (stage 2 reduce-scatters the gradients and all-gathers
-    the updated weights: the same volume). Stage 3 all-gathers the weights once for the forward and once for the
-    backward, and reduce-scatters the gradients: 3Ψ elements, 1.5× stage 0.
+    Ψ counts every parameter, Ψ_t = Ψ − frozen the trained ones (frozen parameters have no gradient and never
+    change). An all-reduce is a reduce-scatter plus an all-gather; with a ring, each device sends
+    (N_d − 1)/N_d of the data in each. The ZeRO paper (Rajbhandari et al. 2020, §7) rounds that factor to 1:
+    2Ψ elements for stages 0–2, 3Ψ for stage 3. Per step of m micro-batches (gradient accumulation):
 
-    exact=False gives the paper's large-N_d figure (2Ψ, 3Ψ); exact=True multiplies by (N_d − 1)/N_d, the ring
-    algorithm's volume (0 on one device). Gradient accumulation over micro-batches does not change it: the
-    exchange happens once per optimizer step (ZeRO-3 gathers weights per micro-batch, so multiply its
-    2Ψ·weight-bytes part by the micro-batch count). Time ≥ these bytes / per-direction link bandwidth.
-    Frozen parameters have no gradients and never change: only the trained Ψ − frozen are exchanged, except
-    in ZeRO-3's weight all-gathers, which fetch every weight.
+      stage 0   2Ψ_t           all-reduce of the accumulated gradients, once per step
+      stage 1   2Ψ_t           reduce-scatter of the accumulated gradients + all-gather of the updated weights
+      stage 2   (m + 1)Ψ_t     the gradients are sharded, so each micro-batch's are reduce-scattered as its backward
+                               pass produces them, + one all-gather of the updated weights
+      stage 3   m(2Ψ + Ψ_t)    per micro-batch: the weights all-gathered for the forward and again for the
+                               backward pass (every weight, frozen ones too), the gradients reduce-scattered
+
+    m = 1 gives the paper's figures. Sharded gradients cannot be accumulated locally: DeepSpeed reduces them
+    during every backward pass under stage ≥ 2 (its engine's `allreduce_gradients`, "ZeRO stage >= 2
+    communicates during non gradient accumulation boundaries as well"; `no_sync` is refused there), as
+    PyTorch FSDP does unless told to keep unsharded gradients. Gradients travel at the gradient dtype, weights
+    at the weight dtype. exact=True multiplies by (N_d − 1)/N_d, the ring's volume (0 on one device).
+    Time ≥ these bytes / per-direction link bandwidth.
     """
     psi = _expr(params)
     trained = psi - _expr(frozen)
     prec = precision_policy(precision)
     stage = _stage(zero)
     n = dp_degree(dp)
-    if stage == 3:
-        volume = 2 * psi * prec.weight + trained * prec.grad  # two weight all-gathers + a gradient reduce-scatter
-    else:
-        volume = 2 * trained * prec.grad  # reduce-scatter + all-gather
+    m = _micro_batches(micro_batches)
+    grads, updated = trained * prec.grad, trained * prec.weight
+    volume = {0: 2 * grads, 1: grads + updated, 2: m * grads + updated,
+              3: m * (2 * psi * prec.weight + grads)}[stage]
     return volume * (n - 1) / n if exact else volume
+
+
+def dp_traffic_form(zero: int, micro_batches: Expr | int = 1, frozen: bool = False) -> tuple[str, str]:
+    """The elements `dp_communication_bytes` counts, as text (Ψ_t: the trained parameters, written Ψ when none
+    is frozen), and what they are: ("(m + 1)Ψ", "…") for ZeRO-2 over m micro-batches."""
+    stage = _stage(zero)
+    m = _micro_batches(micro_batches)
+    pt = "Ψ_t" if frozen else "Ψ"
+
+    def times(k, x) -> str:
+        return x if k == 1 else f"{k}{x}" if isinstance(k, int) or k.is_Integer else f"{sp.sstr(k).replace('*', '·')}·{x}"
+
+    if stage in (0, 1):
+        form = times(2, pt)
+    elif stage == 2:
+        form = times(m + 1, pt) if not isinstance(m + 1, sp.Add) else f"({m} + 1){pt}"
+    else:
+        form = times(3 * m, "Ψ") if not frozen else f"{times(2 * m, 'Ψ')} + {times(m, 'Ψ_t')}"
+    what = {0: "an all-reduce of the gradients once per step",
+            1: "a reduce-scatter of the gradients and an all-gather of the updated weights, once per step",
+            2: "a reduce-scatter of the gradients every micro-batch (they are sharded) and an all-gather of the "
+               "updated weights",
+            3: "every micro-batch, the weights all-gathered for the forward and the backward pass and the gradients "
+               "reduce-scattered"}[stage]
+    return form, what
+
+
+def _micro_batches(m) -> Expr:
+    if isinstance(m, bool):
+        raise SymcostError(f"the micro-batch count must be a positive integer, not {m!r}")
+    if isinstance(m, int):
+        if m < 1:
+            raise SymcostError(f"the micro-batch count must be a positive integer, not {m}")
+        return sp.Integer(m)
+    if isinstance(m, sp.Expr) and not (m.is_number and not (m.is_Integer and m > 0)):
+        return m
+    raise SymcostError(f"the micro-batch count must be a positive integer, not {m!r}")
 
 
 # ---- small helpers -------------------------------------------------------------------------------------

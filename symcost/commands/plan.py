@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from symcost.commands.args import RAW, add_settings, request_of, set_values, source
 
-SEARCHED = ("phase", "tp", "pp", "stage", "dp", "zero", "recompute", "step_time")  # what plan chooses
+SEARCHED = ("phase", "tp", "pp", "stage", "dp", "zero", "recompute", "micro_batches", "step_time")  # what plan chooses
 EPILOG = """examples:
   symcost plan llama --preset llama-2-70b --set s=4096 --devices 512 --device h100-sxm --global-batch 1024
   symcost plan llama --preset llama-2-70b --set c=4096 --devices 8 --device h100-sxm --objective decode

@@ -198,7 +198,12 @@ def training(analysis, values) -> dict:
     }
     for name, expr in st.fields().items():
         out[name] = {"expr": str(expr), "value": number(values(expr))}
+    from symcost.analysis.training import dp_traffic_form
+
     comm = analysis.dp_comm_bytes
+    m = analysis.request.micro_batches or 1
+    out["micro_batches"] = m
+    out["dp_comm_elements"] = f"{dp_traffic_form(st.zero, m, st.frozen != 0)[0]}·(N_d − 1)/N_d"
     out["dp_comm_bytes"] = {"expr": str(comm), "value": number(values(comm)) if values.evaluator.active else None}
     return out
 

@@ -90,16 +90,35 @@ def _best_train(plan) -> list[str]:
            f"    TP comm     {_s(r['tp_comm']):>10}   m × stage comm_bytes per micro-batch / link",
            f"    bubble      {_s(r['bubble']):>10}   (p − 1) × {_s(mb)} per micro-batch: (p − 1)/m = "
            f"{units.percent((r['p'] - 1) / r['m'])} of the pipeline time",
-           f"    DP comm     {_s(r['dp_comm']):>10}   gradient all-reduce (ring, (d − 1)/d)"
-           + (", and (m − 1) weight all-gathers" if r["zero"] == 3 else "") + " / link",
+           f"    DP comm     {_s(r['dp_comm']):>10}   {_dp_text(plan, r)}",
            f"  memory per device {_b(r['memory'])} of {_b(plan.search.capacity)}"
-           + (f" (the {'first' if r['inflight'] > 1 or r['p'] == 1 else 'last'} stage)" if r["p"] > 1 else ""),
+           + (f" (the {r['stage']} stage)" if r["p"] > 1 else ""),
            f"    weights     {_b(r['weights']):>10}",
            f"    gradients   {_b(r['gradients']):>10}",
            f"    optimizer   {_b(r['optimizer']):>10}",
            f"    activations {_b(r['activations']):>10}   {int(r['inflight'])} micro-batch"
-           f"{'es' if r['inflight'] > 1 else ''} in flight"]
+           f"{'es' if r['inflight'] > 1 else ''} in flight"] + (
+           [f"    recomputed  {_b(r['recomputed']):>10}   one layer's tensors rebuilt for its backward pass"]
+           if r["recomputed"] else []) + _reserve_line(plan, r)
     return out + _check_lines(plan) + _notes(plan)
+
+
+def _reserve_line(plan, r) -> list[str]:
+    s = plan.search
+    if not s.reserve_fraction and not s.reserve_bytes:
+        return []
+    held = ([f"{units.percent(s.reserve_fraction)} for fragmentation"] if s.reserve_fraction else []) + (
+        [f"{_b(s.reserve_bytes)} for the framework"] if s.reserve_bytes else [])
+    return [f"    reserve     {_b(r['reserve']):>10}   {', '.join(held)}"]
+
+
+def _dp_text(plan, r) -> str:
+    """The data-parallel bytes of the layout in words, as derive states them (dp_traffic_form)."""
+    from symcost.analysis.training import dp_traffic_form
+
+    form, what = dp_traffic_form(r["zero"], r["m"], plan.search.analysis.report.frozen_params != 0)
+    form = form if " + " not in form else f"({form})"
+    return f"{form}·(d − 1)/d elements (ring): {what} / link"
 
 
 def _best_decode(plan) -> list[str]:
@@ -109,8 +128,13 @@ def _best_decode(plan) -> list[str]:
            f"  tokens/s ≤ {units.plain(round(r['tokens_per_s']))} over {plan.devices} devices (a stage step ≥ "
            f"{_s(r['time'])}: max of compute {_s(r['compute'])}, memory {_s(r['memory_time'])}, TP comm "
            f"{_s(r['tp_comm'])})",
-           f"  memory per device {_b(r['memory'])} of {_b(plan.search.capacity)}: weights {_b(r['weights'])}, "
-           f"KV cache {_b(r['kv_cache'])}"]
+           f"  memory per device {_b(r['memory'])} of {_b(plan.search.capacity)}"
+           + (f" (the {r['stage']} stage)" if r["p"] > 1 else ""),
+           f"    weights     {_b(r['weights']):>10}",
+           f"    KV cache    {_b(r['kv_cache']):>10}   {r['p']} × {r['b']} sequences of c tokens"
+           if r["p"] > 1 else f"    KV cache    {_b(r['kv_cache']):>10}   {r['b']} sequences of c tokens",
+           f"    activations {_b(r['activations']):>10}   live tensors of one step (a bound, as derive's)"
+           ] + _reserve_line(plan, r)
     return out + _check_lines(plan) + _notes(plan)
 
 
@@ -129,9 +153,17 @@ def _notes(plan) -> list[str]:
         return ["  note: times at peak rates, no overlap of compute and communication, every link the device's "
                 "interconnect (one direction): a lower bound for the layout",
                 "  note: memory: training state (ZeRO over d) + activations of the micro-batches in flight (1F1B: "
-                "min(p, m) on the first stage); no framework reserve"]
+                "min(p, m) on the first stage) + one layer rebuilt under recomputation" + _reserve_note(plan)]
     return ["  note: a stage step ≥ max(FLOPs/peak, (weights + KV cache read)/bandwidth, comm/link); memory: weights "
-            "+ KV cache, no activations or reserve"]
+            "+ KV cache of the micro-batches in flight + live activations of one step (as derive --phase decode "
+            "counts them)" + _reserve_note(plan)]
+
+
+def _reserve_note(plan) -> str:
+    s = plan.search
+    if not s.reserve_fraction and not s.reserve_bytes:
+        return "; no reserve (--reserve, --reserve-bytes)"
+    return "; total = used / (1 − reserve) + reserve bytes"
 
 
 def document(plan) -> dict:

@@ -214,11 +214,16 @@ def training_section(analysis, values, forms: Forms) -> str:
     n = sp.sstr(st.dp)
     shards = {"weights": st.zero >= 3, "gradients": st.zero >= 2, "optimizer": st.zero >= 1}
     per = dict(zip(shards, (w, g, o)))
+    frozen = st.frozen != 0
+    # Ψ: every parameter (the weights); Ψ_t: the trained ones, which alone have gradients and optimizer state
+    count = {"weights": "Ψ", "gradients": "Ψ_t" if frozen else "Ψ", "optimizer": "Ψ_t" if frozen else "Ψ"}
 
     def formula(names) -> str:
-        whole = sum(per[x] for x in names if not shards[x])
-        split = sum(per[x] for x in names if shards[x])
-        parts = ([f"{whole}Ψ"] if whole else []) + ([f"{split}Ψ/{n}"] if split else [])
+        parts = []
+        for psi in ("Ψ", "Ψ_t"):
+            whole = sum(per[x] for x in names if not shards[x] and count[x] == psi)
+            split = sum(per[x] for x in names if shards[x] and count[x] == psi)
+            parts += ([f"{whole}{psi}"] if whole else []) + ([f"{split}{psi}/{n}"] if split else [])
         return " + ".join(parts) or "0"
 
     def term(name: str, text: str, expr) -> str:
@@ -235,13 +240,35 @@ def training_section(analysis, values, forms: Forms) -> str:
     lines.append(term("optimizer", formula(["optimizer"]), st.optimizer_bytes))
     lines.append(term("total", formula(list(per)), st.total))
     lines.append(f"  Ψ = {forms.text(sp.expand(st.params))} parameters")
+    if frozen:
+        lines.append(f"  Ψ_t = Ψ − {forms.text(sp.expand(st.frozen))} trained parameters (the frozen ones have no "
+                     "gradient and no optimizer state)")
     lines.append("  (bytes per device; 1 GB = 10^9 bytes; activations, step counters and buffers not included)")
+    lines += _dp_lines(analysis, values, forms, frozen)
+    return "\n".join(lines) + "\n"
+
+
+def _dp_lines(analysis, values, forms: Forms, frozen: bool) -> list[str]:
+    """The data-parallel traffic per step: its elements (symcost.analysis.training.dp_traffic_form), the ring
+    factor, and the bytes."""
+    from symcost.analysis.training import dp_communication_bytes, dp_traffic_form
+
+    st, req = analysis.training, analysis.request
+    m = req.micro_batches or 1
+    form, what = dp_traffic_form(st.zero, m, frozen)
+    given = ([f"N_d = {st.dp}"] if st.dp.is_number else []) + ([f"m = {m} micro-batches"] if m != 1 else [])
     comm = analysis.dp_comm_bytes
     value = values(comm) if values.evaluator.active else None
-    lines.append(f"  data-parallel traffic per step: {'3Ψ' if st.zero == 3 else '2Ψ'} elements sent per device"
-                 f" = {forms.text(comm)} bytes" + (f" = {units.quantity(value, 'B')}" if value is not None
-                                                    and not isinstance(value, sp.Expr) else ""))
-    return "\n".join(lines) + "\n"
+    shown = f" = {units.quantity(value, 'B')}" if value is not None and not isinstance(value, sp.Expr) else ""
+    form = form if " + " not in form else f"({form})"
+    if st.dp.is_number:
+        written = forms.text(comm)
+    else:  # the ring factor kept whole rather than expanded over the volume's terms
+        volume = dp_communication_bytes(st.params, st.precision, st.zero, st.dp, frozen=st.frozen, micro_batches=m)
+        written = f"({forms.text(sp.expand(volume))})·({st.dp} − 1)/{st.dp}"
+    return [f"  data-parallel traffic per step: {form}·(N_d − 1)/N_d elements sent per device (ring"
+            + "".join(f"; {x}" for x in given) + f"): {what}",
+            f"    = {written} bytes{shown}"]
 
 
 def device_section(analysis, values, forms: Forms) -> str:
