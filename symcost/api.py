@@ -74,6 +74,9 @@ def run(req: Request) -> "Analysis":
     if degrees["ep"] is not None and not graph.expert_counts:
         raise SymcostError(f"--ep {req.ep}: expert parallelism splits a mixture's experts, and "
                            f"{graph.file} has no `experts` region")
+    if degrees["tp"] is not None and degrees["tp"] != 1 and not any(node.sharded for node in graph.ops):
+        raise SymcostError(f"--tp {req.tp}: tensor parallelism splits the layers a spec marks parallel=column, "
+                           f"row or vocab, and {graph.file} marks none (every device would hold the whole model)")
     report = account(graph, req.flops, tuple(req.keep), recompute=req.recompute, flash=req.flash_attention,
                      tp=degrees["tp"], sp=req.sp, causal=req.causal, pp=degrees["pp"], ep=degrees["ep"],
                      other=req.other_flops, embedding=req.embedding_flops, stage=req.stage)

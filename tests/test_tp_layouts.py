@@ -116,8 +116,8 @@ def test_a_plain_linear_on_split_features_is_refused(tmp_path):
     assert "parallel=row" in (e.value.hint or "")
     # the marks are part of the model: without them the same layers are fine (and whole on one device)
     spec.write_text(SPLIT_THEN_PLAIN.replace(", parallel=column", "").replace(", parallel=row", ""))
-    h, f = 4, 8  # up h·f + f, mid f·f + f, down f·h + h: nothing marked, nothing split
-    assert symcost.derive(str(spec), tp=2).at(b=1, s=1, h=h, f=f).params == (h * f + f) + (f * f + f) + (f * h + h)
+    h, f = 4, 8  # up h·f + f, mid f·f + f, down f·h + h
+    assert symcost.derive(str(spec)).at(b=1, s=1, h=h, f=f).params == (h * f + f) + (f * f + f) + (f * h + h)
 
 
 def test_a_tied_head_reads_its_shard_of_the_table():
@@ -151,22 +151,35 @@ def test_sequence_parallelism_splits_the_pipeline_boundary():
     assert same(without["comm_bytes"] - with_sp["comm_bytes"], 2 * b * s * h)
 
 
-def test_expert_parallel_decode_reads_whole_experts_on_the_busiest_device():
-    # Mixtral-8x7B, b = 1, EP = 8: each device holds one expert per layer and reads it whole or not at all; the
-    # two routed slots land on two devices and every layer waits for them, so a step reads one full expert per
-    # layer per device (by hand: 3·h·f·2 bytes = 352,321,536 per layer), not the average 2/8 of one
-    a = symcost.derive("mixtral", preset="mixtral-8x7b", ep=8, phase="decode", device="h100-sxm",
-                       set={"b": 1, "c": 4096})
-    one = symcost.derive("mixtral", preset="mixtral-8x7b", phase="decode", device="h100-sxm", set={"b": 1, "c": 4096})
+def test_expert_parallel_decode_reads_the_experts_a_devices_slots_reach():
+    # under expert parallelism each device keeps its own b tokens (docs/semantics.md): the group routes e·b·k
+    # slots and a device serves b·k of them, reaching min(E/e, b·k) of its E/e experts, each read whole.
+    # Mixtral-8x7B (E = 8, k = 2), b = 1: EP 8 holds one expert per layer and reads it (352,321,536 bytes by
+    # hand: 3·h·f·2); EP 4 holds two and reads both, as many as a device without EP reads (the token's two)
+    common = dict(preset="mixtral-8x7b", phase="decode", device="h100-sxm", set={"b": 1, "c": 4096})
     h, f, L = 4096, 14336, 32
     expert = 3 * h * f * 2
     assert expert == 352_321_536
-    # without expert parallelism a device reads the b·k = 2 experts the token reaches, per layer
-    given = {a.symbol(k): v for k, v in a.values.items()}
-    streamed = sp.expand(a.report.streamed_weights.xreplace(given))
-    streamed_one = sp.expand(one.report.streamed_weights.xreplace(given))
-    assert streamed_one - streamed == (2 * expert - expert) * L
-    # at b = 8 each device's expert is reached (⌈8·2/8⌉ = 2 ≥ 1): all of it, as without the ceiling
-    b = a.symbol("b")
-    at8 = sp.expand(a.report.streamed_weights.xreplace({**given, b: 8}))
-    assert at8 - sp.expand(a.report.streamed_weights.xreplace({**given, b: 1})) == 0
+    streamed = {}
+    for ep in (None, 4, 8):
+        a = symcost.derive("mixtral", ep=ep, **common)
+        given = {a.symbol(k): v for k, v in a.values.items()}
+        streamed[ep] = sp.expand(a.report.streamed_weights.xreplace(given))
+    assert streamed[None] - streamed[8] == (2 * expert - expert) * L
+    assert streamed[None] == streamed[4]
+
+
+def test_tensor_parallel_experts_reduce_once_per_token():
+    # a token's k expert outputs are summed on the device, then all-reduced once (vLLM's FusedMoE,
+    # Megatron-core's dispatcher). Mixtral per layer under TP 8, training, bf16, by hand: attention and the MoE
+    # each all-reduce b·s·h forward and backward, 4 ring all-reduces of 2·b·s·h bytes moving 2·(t−1)/t = 7/4
+    # of it: 14·b·s·h (counted per slot it was k = 2 times more for the MoE: 21·b·s·h)
+    a = symcost.derive("mixtral", tp=8)
+    b, s, h = (a.symbol(n) for n in "bsh")
+    assert same(a.blocks["layer"].metrics["comm_bytes"], 4 * sp.Rational(2 * 7, 8) * 2 * b * s * h)
+
+
+def test_tp_on_a_spec_with_nothing_to_split_is_refused():
+    with pytest.raises(SymcostError) as e:
+        symcost.derive("resnet", preset="resnet-50", tp=4)
+    assert "marks none" in e.value.message

@@ -128,6 +128,7 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
     phase = "train" if objective == "train" else "decode"
     base = derive(spec, preset=preset, hf_config=hf_config, set=set, phase=phase, device=device, **settings)
     modes = tuple(recompute) if objective == "train" else ("none",)
+    splits = any(node.sharded for node in base.graph.ops)  # anything tensor parallelism splits (else t = 1 only)
     names = _names(base)
     searched = [n for n in SEARCHED if objective == "train" or n != "m"]
     symbols = [base.symbol("b") if n == "b" and "b" in base.dims else _symbol(names[n]) for n in searched]
@@ -136,7 +137,7 @@ def prepare(spec=None, *, device: str, objective: str = "train", preset=None, hf
     for r in modes:
         exprs = {}
         for stage in STAGES:
-            kw = dict(tp=names["t"], phase=phase, device=device, **settings)
+            kw = dict(tp=names["t"] if splits else None, phase=phase, device=device, **settings)
             if objective == "train":
                 kw.update(dp=names["N_d"], recompute=r)
             if stage != "whole":
@@ -250,6 +251,8 @@ def _degree_problem(analysis, name: str, n: int) -> str | None:
     report = analysis.report
     if name == "p" and n > 1 and not report.graph.families:
         return "the spec repeats no layers to split over pipeline stages"
+    if name == "t" and n > 1 and not any(node.sharded for node in report.graph.ops):
+        return "the spec marks no layer tensor-parallel (parallel=column, row or vocab)"
     probe = replace(report, settings=replace(report.settings, **{"tp" if name == "t" else "pp": sp.Integer(n)}))
     problem = indivisible(probe, analysis.values)
     return None if problem is None else f"{name} does not divide what it splits: {problem.problem}"

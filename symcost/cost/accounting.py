@@ -290,18 +290,16 @@ def _repeat_symbols(graph: Graph) -> tuple:
 def _streamed_weights(graph: Graph, costs: dict, ep=None) -> sp.Expr:
     """Bytes of weights a step reads: what each op reads of its parameters (a lookup reads only its rows),
     and of a mixture's experts only those its b·k routed tokens can reach: min(1, b·k/E) of them. Under expert
-    parallelism over e devices a device reads its E/e experts whole or not at all, and the step waits for the
-    busiest device: b·k routed slots spread over the e devices reach ⌈b·k/e⌉ of its experts (at most all)."""
+    parallelism over e devices each keeps its own b tokens, so the group routes e·b·k slots and a device serves
+    b·k of them on average: it reads min(E/e, b·k) of its E/e experts, each whole."""
     b = graph.env.dims["b"].symbol if "b" in graph.env.dims else sp.Integer(1)
     total = []
     for node in graph.ops:
         reads = costs[id(node)].weight_reads * node.mult
         if reads != 0 and node.params and node.params[0].mult != node.mult:  # inside experts: k/E used per token
             experts, active = graph.expert_regions[regions(node.tags, Kind.EXPERTS)[-1]]
-            if ep is None:
-                reads = reads * sp.Min(1, b * active / experts)
-            else:
-                reads = reads * sp.Min(1, ep * sp.ceiling(b * active / ep) / experts)
+            # reads already holds this device's E/e experts; the b·k slots it serves reach min(E/e, b·k) of them
+            reads = reads * sp.Min(1, (1 if ep is None else ep) * b * active / experts)
         total.append(reads)
     return sp.Add(*total)
 
@@ -332,6 +330,11 @@ def _account(node: OpNode, graph: Graph, st: Settings, a2a: dict, fused_io: dict
         cost = replace(cost, io_bytes=fused_io[id(node)][0], io_sharded=fused_io[id(node)][1])
     cost = _conventions(cost, node, graph, st)
     cost = tensor_parallel(cost, node, st, gathers.get(id(node), ZERO))
+    if st.tp is not None and inside(node.tags, Kind.EXPERTS):
+        # a token's k expert outputs (and, backward, its k input gradients) are summed on the device before one
+        # all-reduce, as vLLM's FusedMoE and Megatron-core's token dispatcher do: once per token, not per slot
+        active = graph.expert_regions[regions(node.tags, Kind.EXPERTS)[-1]][1]
+        cost = replace(cost, comm_bytes=cost.comm_bytes / active)
     cost = expert_parallel(cost, node, st, a2a)
     return pipeline_share(cost, place, st)
 

@@ -73,9 +73,10 @@ def param_share(p, st: Settings) -> sp.Expr:
 
 
 def sharded_bytes(store, st: Settings | None) -> sp.Expr:
-    """A storage's bytes on one device: split t ways when it is sharded, or under sequence parallelism."""
+    """A storage's bytes on one device: split t ways when it is sharded, or under sequence parallelism (but the
+    model's inputs, token ids and positions, arrive whole: the sequence is split after the embedding)."""
     n = store.nbytes
-    if st is not None and st.tp is not None and (store.sharded or st.sp):
+    if st is not None and st.tp is not None and (store.sharded or (st.sp and store.label != "input")):
         n = n / st.tp
     return n
 
