@@ -100,16 +100,7 @@ class Forms:
         """A factor's base: a symbol, `(a + 2)`, `min(c, w)`, `⌊x⌋`, `⌈x⌉`, in the spec's notation."""
         if base.is_Symbol:
             return str(base)
-        if isinstance(base, (sp.Min, sp.Max)):
-            inner = ", ".join(self.text(arg) for arg in _ordered_args(base))
-            return f"{type(base).__name__.lower()}({inner})"
-        if isinstance(base, sp.floor):
-            return f"⌊{self.text(base.args[0])}⌋"
-        if isinstance(base, sp.ceiling):
-            return f"⌈{self.text(base.args[0])}⌉"
-        if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
-            return f"({self.text(base)})"
-        return self.text(base)
+        return _nonsymbol(base, exp, self.text, _TEXT)
 
     @staticmethod
     def _join(parts: list[str]) -> str:
@@ -177,16 +168,7 @@ class Forms:
             return self.tex_names[base]
         if base.is_Symbol:
             return sp.latex(base, symbol_names=self.tex_names)
-        if isinstance(base, (sp.Min, sp.Max)):
-            inner = ", ".join(self.latex(arg) for arg in _ordered_args(base))
-            return f"\\{type(base).__name__.lower()}\\left({inner}\\right)"
-        if isinstance(base, sp.floor):
-            return f"\\left\\lfloor {self.latex(base.args[0])} \\right\\rfloor"
-        if isinstance(base, sp.ceiling):
-            return f"\\left\\lceil {self.latex(base.args[0])} \\right\\rceil"
-        if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
-            return f"\\left({self.latex(base)}\\right)"
-        return self.latex(base)
+        return _nonsymbol(base, exp, self.latex, _TEX)
 
     def _term_tex(self, term: sp.Expr) -> str:
         coeff, dims, other = self._factors(term)
@@ -213,3 +195,20 @@ class Forms:
 def _ordered_args(expr: sp.Expr) -> list:
     """Min/Max arguments with symbolic ones first (`min(c, 4096)`), then by their printed form."""
     return sorted(expr.args, key=lambda arg: (arg.is_number, sp.default_sort_key(arg)))
+
+
+# how a factor that is not a symbol is bracketed: Unicode (the spec's notation) and LaTeX
+_TEXT = {"min": "min({})", "max": "max({})", "floor": "⌊{}⌋", "ceiling": "⌈{}⌉", "group": "({})"}
+_TEX = {"min": "\\min\\left({}\\right)", "max": "\\max\\left({}\\right)", "floor": "\\left\\lfloor {} \\right\\rfloor",
+        "ceiling": "\\left\\lceil {} \\right\\rceil", "group": "\\left({}\\right)"}
+
+
+def _nonsymbol(base: sp.Expr, exp, render, brackets: dict) -> str:
+    """A sum, min/max, floor or ceiling as a factor, its arguments rendered by `render` (text or latex)."""
+    if isinstance(base, (sp.Min, sp.Max)):
+        return brackets[type(base).__name__.lower()].format(", ".join(render(arg) for arg in _ordered_args(base)))
+    if isinstance(base, (sp.floor, sp.ceiling)):
+        return brackets[type(base).__name__].format(render(base.args[0]))
+    if base.is_Add or base.is_Mul or (base.is_Pow and exp != 1):
+        return brackets["group"].format(render(base))
+    return render(base)
