@@ -64,6 +64,7 @@ class Builder(Calls):
         self.graph: Graph | None = None
         self._next_storage = 0
         self._used_paths: set[str] = set()
+        self._suffixes: dict[str, int] = {}  # path -> the next suffix to try (see _unique)
 
     # ---- names --------------------------------------------------------------------------------
     def _claim(self, kind: str):
@@ -281,12 +282,15 @@ class Builder(Calls):
         return Tensor(name, shape, dtype, sid, nbytes, is_param, sharded)
 
     def _unique(self, path: str) -> str:
+        """The path, or the path with the first free suffix .2, .3, … (remembered, so a path used n times costs
+        n lookups in all, not n²/2)."""
         if path not in self._used_paths:
             self._used_paths.add(path)
             return path
-        i = 2
+        i = self._suffixes.get(path, 2)
         while f"{path}.{i}" in self._used_paths:
             i += 1
+        self._suffixes[path] = i + 1
         self._used_paths.add(f"{path}.{i}")
         return f"{path}.{i}"
 
@@ -332,11 +336,12 @@ class Builder(Calls):
         g = self.graph
         return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
                 dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits), set(self._allreduced),
-                list(g.params), len(self.env.constraints))
+                list(g.params), len(self.env.constraints), dict(self._suffixes), set(self.split_tables))
 
     def _restore(self, snap) -> None:
         g = self.graph
-        n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits, reduced, params, n_cons = snap
+        (n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits, reduced, params, n_cons,
+         suffixes, split_tables) = snap
         del self.env.constraints[n_cons:]
         self.kinds, self.global_tensors, self._allreduced = kinds, tensors, reduced
         g.params[:] = params  # a branch not taken may have marked a declared table as split
@@ -344,7 +349,7 @@ class Builder(Calls):
         for sid in range(n_st, self._next_storage):
             g.storages.pop(sid, None)
         self._next_storage = n_st
-        self._used_paths = used
+        self._used_paths, self._suffixes, self.split_tables = used, suffixes, split_tables
 
     def _repeat(self, st: S.Repeat, scope: Scope, ctx: Ctx, bools: dict) -> None:
         """`repeat n { … }`: the body once, × n. With `pattern [k1, …, km]` the layers cycle through m kinds:
