@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         stopped = None
         for n in SERIES[kind]:
             if stopped:
-                row = f"| {kind} | {n} | | | | | | not run (the size before took {stopped}) |"
+                row = f"| {kind} | {n} | | | | | | not run (the size before: {stopped}) |"
             else:
                 r = measure(kind, n, args.timeout)
                 if r["status"] == "ok":

@@ -473,7 +473,7 @@ def _samples():  # python tests/fuzzing.py SEED prints a few generated programs
         print("----")
 
 
-# ---- misbehaviours already recorded in FINDINGS.md (signature pattern -> finding id) ---------------
+# ---- misbehaviours already recorded in docs/robustness.md (signature pattern -> finding id) ---------------
 KNOWN: list[tuple[str, str]] = [
     ("F1/F2 time", r"^timeout .* at (derive|graph|compare)\.py"),
     ("F3 compare time", r"^timeout .* at compare\.py"),

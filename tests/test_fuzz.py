@@ -2,7 +2,7 @@
 and command lines drawn from the real parser. Every run must end in exit 0/1/2, with an "error:" message on
 2 (located for spec errors), no escaping exception, and output safe to print.
 
-Misbehaviours already recorded in FINDINGS.md are recognised by `fuzzing.known()` and noted rather than failed
+Misbehaviours already recorded in docs/robustness.md are recognised by `fuzzing.known()` and noted rather than failed
 (their reproducers are pinned in test_known_findings as strict xfails, so a fix shows up as XPASS); anything
 else fails with the input shown. The long run is benchmarks/fuzz_long.py. Select with `-m fuzz`, skip with
 `-m "not fuzz"`.
@@ -156,7 +156,7 @@ def _inproc(argv, workdir=None):
     return F.check(res, argv) is None
 
 
-KNOWN_REPRODUCERS = {  # ids as in FINDINGS.md
+KNOWN_REPRODUCERS = {  # ids as in docs/robustness.md
     "F5 --set with a 3001-digit value": lambda w: _inproc(["derive", GPT2, "--set", "h=" + "7" * 3001]),
     "F6 PYTHONIOENCODING=ascii": lambda w: _ok(*_subprocess(["derive", GPT2], env={"PYTHONIOENCODING": "ascii"})),
     "F6 stdout is /dev/full": lambda w: _ok(*_subprocess(["derive", GPT2], stdout=open("/dev/full", "wb"))),
@@ -173,4 +173,4 @@ KNOWN_REPRODUCERS = {  # ids as in FINDINGS.md
 
 @pytest.mark.parametrize("name", sorted(KNOWN_REPRODUCERS))
 def test_known_findings(name, tmp_path):
-    assert KNOWN_REPRODUCERS[name](tmp_path), f"recorded in FINDINGS.md and fixed since: {name}"
+    assert KNOWN_REPRODUCERS[name](tmp_path), f"recorded in docs/robustness.md and fixed since: {name}"

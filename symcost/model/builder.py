@@ -5,6 +5,8 @@ asks for the concrete walk used to cross-check the symbolic totals.
 """
 from __future__ import annotations
 
+from collections import ChainMap
+
 from dataclasses import replace
 
 import sympy as sp
@@ -454,15 +456,15 @@ class Builder(Calls):
         self._next_region += 1
         return Region(kind, self._next_region)
 
-    def _locals(self, scope: Scope) -> dict:
-        out, chain = {}, []
+    def _locals(self, scope: Scope):
+        """The names a scope sees, innermost first, as a read-only chain of the scopes' own maps (copying them
+        for every size an op is given made a long spec quadratic)."""
+        chain = []
         s = scope
         while s is not None:
-            chain.append(s)
+            chain.append(s.names)
             s = s.parent
-        for s in reversed(chain):
-            out.update(s.names)
-        return out
+        return ChainMap(*chain)
 
 
 def build(module: Module, **kwargs) -> Graph:
