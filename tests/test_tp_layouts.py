@@ -31,7 +31,14 @@ def test_position_and_type_tables_stay_whole():
 
 def test_tables_that_tensor_parallelism_cannot_split_by_rows_are_accepted():
     # OPT's 2050-row position table and BERT's 2 token types: splitting them by rows was an error; they stay whole
-    assert symcost.derive("opt", preset="opt-125m", tp=4, phase="decode", set={"b": 1, "c": 16}).at().params > 0
+    # OPT-125m at TP 4, by hand (h = 768, f = 3072, L = 12, V = 50272): per layer q, k, v (weights and biases),
+    # o's weight, fc1 (weight and bias) and fc2's weight split 4 ways; o's and fc2's biases and both LayerNorms
+    # whole; the tied token table split by rows; the 2050-row position table and the final LayerNorm whole
+    h, f, L, V = 768, 3072, 12, 50272
+    layer = (4 * h * h + 3 * h + 2 * h * f + f) // 4 + 6 * h
+    assert layer == 1_775_424
+    opt = symcost.derive("opt", preset="opt-125m", tp=4, phase="decode", set={"b": 1, "c": 16})
+    assert opt.at().params == L * layer + V * h // 4 + 2050 * h + 2 * h
     assert symcost.derive("bert", preset="bert-base-uncased", tp=4, set={"b": 1, "s": 16, "V": 30524}).at().params > 0
 
 
