@@ -19,6 +19,7 @@ from symcost.model.dims import Env, dims_equal, fmt_shape, is_bad_size, reset_de
 from symcost.model.dtypes import DType, quantized
 from symcost.model.expansion import check_size
 from symcost.model.graph import Family, Graph, Kind, Param, Region, Storage, Tensor
+from symcost.model.journal import Journal
 from symcost.model.prune import prune_for_decode
 from symcost.model.scope import Ctx, Scope, assigned
 from symcost.ops.registry import OPS, PHASES, Build, numel
@@ -26,7 +27,7 @@ from symcost.ops.registry import OPS, PHASES, Build, numel
 ONE = sp.Integer(1)
 
 
-class Builder(Calls):
+class Builder(Calls, Journal):
     """Elaborates a module: declarations first (declare), then the statements (build)."""
 
     def __init__(
@@ -67,6 +68,8 @@ class Builder(Calls):
         self._next_storage = 0
         self._used_paths: set[str] = set()
         self._suffixes: dict[str, int] = {}  # path -> the next suffix to try (see _unique)
+        self._checking = 0  # branches not taken being checked (nested), whose changes are undone
+        self._undo: list = []  # (function, arguments) that undo those changes, newest last
 
     # ---- names --------------------------------------------------------------------------------
     def _claim(self, kind: str):
@@ -288,12 +291,19 @@ class Builder(Calls):
         n lookups in all, not n²/2)."""
         if path not in self._used_paths:
             self._used_paths.add(path)
+            self._undo_later(self._used_paths.discard, path)
             return path
-        i = self._suffixes.get(path, 2)
+        old = self._suffixes.get(path)
+        i = old or 2
         while f"{path}.{i}" in self._used_paths:
             i += 1
         self._suffixes[path] = i + 1
         self._used_paths.add(f"{path}.{i}")
+        self._undo_later(self._used_paths.discard, f"{path}.{i}")
+        if old is None:
+            self._undo_later(self._suffixes.pop, path)
+        else:
+            self._undo_later(self._suffixes.__setitem__, path, old)
         return f"{path}.{i}"
 
     # ---- statements ---------------------------------------------------------------------------
@@ -333,25 +343,6 @@ class Builder(Calls):
                 self._restore(saved)
         for s in taken:
             self._stmt(s, scope, ctx, bools, in_block)
-
-    def _snapshot(self):
-        g = self.graph
-        return (len(g.ops), len(g.blocks), len(g.params), len(g.families), self._next_storage, set(self._used_paths),
-                dict(self.kinds), dict(self.global_tensors), len(g.expert_counts), len(g.splits), set(self._allreduced),
-                list(g.params), len(self.env.constraints), dict(self._suffixes), set(self.split_tables))
-
-    def _restore(self, snap) -> None:
-        g = self.graph
-        (n_ops, n_blocks, n_params, n_fam, n_st, used, kinds, tensors, n_experts, n_splits, reduced, params, n_cons,
-         suffixes, split_tables) = snap
-        del self.env.constraints[n_cons:]
-        self.kinds, self.global_tensors, self._allreduced = kinds, tensors, reduced
-        g.params[:] = params  # a branch not taken may have marked a declared table as split
-        del g.ops[n_ops:], g.blocks[n_blocks:], g.params[n_params:], g.families[n_fam:], g.expert_counts[n_experts:], g.splits[n_splits:]
-        for sid in range(n_st, self._next_storage):
-            g.storages.pop(sid, None)
-        self._next_storage = n_st
-        self._used_paths, self._suffixes, self.split_tables = used, suffixes, split_tables
 
     def _repeat(self, st: S.Repeat, scope: Scope, ctx: Ctx, bools: dict) -> None:
         """`repeat n { … }`: the body once, × n. With `pattern [k1, …, km]` the layers cycle through m kinds:
@@ -395,6 +386,8 @@ class Builder(Calls):
             self._restore(saved)
             carried = self._carried(inits, body_ctx, late)
             out = self._passes(st, passes, scope, body_ctx, names, carried)
+        else:
+            self._release()
         for n in names:
             self._close_loop(st, n, carried[n], out[n], inits[n], periods, ctx, scope)
 

@@ -302,7 +302,10 @@ class Calls:
             for i, p in enumerate(self.graph.params):
                 if p.path == store.creator and store.label == "parameter" and not p.sharded:
                     self.graph.params[i] = replace(p, sharded=True, shard_axis=0)
-                    self.split_tables.add(t.storage)
+                    self._undo_later(self.graph.params.__setitem__, i, p)
+                    if t.storage not in self.split_tables:
+                        self.split_tables.add(t.storage)
+                        self._undo_later(self.split_tables.discard, t.storage)
 
     def _saves(self, rule, views: dict, out_map: dict, ctx: Ctx, path: str, local_sharded: bool) -> list:
         saves = []
@@ -366,6 +369,7 @@ class Calls:
         if parallel == "column" and self.phase == "train" and activations[0].storage not in self._allreduced:
             # the gradients of q, k and v (or gate and up) w.r.t. their shared input are summed, then all-reduced once
             self._allreduced.add(activations[0].storage)
+            self._undo_later(self._allreduced.discard, activations[0].storage)
             comm_bwd = activations[0].nbytes
         return comm_fwd, comm_bwd
 
