@@ -190,3 +190,33 @@ def test_tp_on_a_spec_with_nothing_to_split_is_refused():
     with pytest.raises(SymcostError) as e:
         symcost.derive("resnet", preset="resnet-50", tp=4)
     assert "marks none" in e.value.message
+
+
+BRANCHES = """
+dim b
+dim s
+dim h
+dim V
+option split = false
+input ids: int64[b, s]
+param table: [V, h]
+if split {
+  x = embedding(ids, weight=table, parallel=vocab)
+} else {
+  x = embedding(ids, weight=table)
+}
+y = relu(x)
+"""
+
+
+def test_a_branch_not_taken_leaves_no_trace(tmp_path):
+    # both branches are checked; the one not taken (which would split the table by rows) is undone, so under
+    # TP 2 the table stays whole on every device, as written in the branch taken
+    spec = tmp_path / "branches.arch"
+    spec.write_text(BRANCHES.replace("y = relu(x)", "y = linear(x, h, parallel=column)"))
+    kept = symcost.derive(str(spec), tp=2)
+    h, V = kept.symbol("h"), kept.symbol("V")
+    assert same(sp.expand(kept.params).coeff(V), h)
+    taken = symcost.derive(str(spec), tp=2, set={"split": True})
+    assert same(sp.expand(taken.params).coeff(V), h / 2)
+    assert [o.node.path for o in kept.ops] == [o.node.path for o in taken.ops]
