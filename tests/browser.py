@@ -50,3 +50,14 @@ def keep(shot: Path, name: str) -> None:
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(target) / name)
+
+
+def watched_page(browser):
+    """A new 1280×900 page whose requests, console errors and page errors are logged: (context, page, log)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    log = {"requests": [], "errors": []}
+    page.on("request", lambda r: log["requests"].append(r.url))
+    page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: log["errors"].append(str(e)))
+    return ctx, page, log

@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 REFERENCE = ROOT / "tests" / "data" / "reference"  # copies of the reference facts (see its README)
 
+LLAMA_SIZES = {  # llama.arch dims of each preset (the models' published config.json), for hand computations
+    "llama-2-7b": dict(a=32, kv=32, h=4096, f=11008, L=32, V=32000),
+    "llama-2-13b": dict(a=40, kv=40, h=5120, f=13824, L=40, V=32000),
+    "llama-3-8b": dict(a=32, kv=8, h=4096, f=14336, L=32, V=128256),
+}
+
 
 def sym(name: str) -> sp.Symbol:
     return make_symbol(name)

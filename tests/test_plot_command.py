@@ -1,14 +1,13 @@
 """`symcost plot`: three presets on one device in one command, the roofline and memory charts, their files and errors."""
 from __future__ import annotations
 
-import importlib
-import os
 import struct
 import sys
 import xml.etree.ElementTree as ET
 from fractions import Fraction
 
 import pytest
+from helpers import LLAMA_SIZES
 
 import symcost
 from symcost.cli import main
@@ -16,22 +15,7 @@ from symcost.present import charts, plot
 from symcost.present.plot import human
 
 PRESETS = ("llama-2-7b", "llama-2-13b", "llama-3-8b")
-LLAMA = {  # the published sizes (config.json of each model), for hand computations
-    "llama-2-7b": dict(a=32, kv=32, h=4096, f=11008, L=32, V=32000),
-    "llama-2-13b": dict(a=40, kv=40, h=5120, f=13824, L=40, V=32000),
-    "llama-3-8b": dict(a=32, kv=8, h=4096, f=14336, L=32, V=128256),
-}
 
-
-@pytest.fixture
-def matplotlib_present():
-    try:
-        importlib.import_module("matplotlib")
-    except ImportError as e:
-        reason = f"charts need the plot extra (pip install 'symcost[plot]'): {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
 
 
 def svg_texts(path) -> list[str]:
@@ -67,7 +51,7 @@ def test_three_presets_one_command(tmp_path, capsys, matplotlib_present, monkeyp
     assert {"512", "32.8k", "1 s", "100 ms", "10 ms"} <= set(texts)  # log axes with units on the ticks
     peak, bandwidth = 989.4e12, 3.35e12
     for one, name in zip(drawn["series"], PRESETS):
-        d = LLAMA[name]
+        d = LLAMA_SIZES[name]
         quadratic = 7 * d["a"] * d["L"] + 4 * d["h"] * d["L"]  # 7·a·s²·L + 4·s²·h·L: scores, softmax, products
         assert f"F = {human(quadratic, '')}·s²" in one["legend_formula"]
         assert one["legend_formula"] in texts

@@ -1,14 +1,13 @@
 """Charts: files, PNG headers, SVG text (labels, legends, human ticks), log axes, capacity marks, same bytes twice."""
 from __future__ import annotations
 
-import importlib
-import os
 import struct
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import LLAMA_SIZES
 
 from symcost.errors import SymcostError
 from symcost.present import plot
@@ -18,23 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 H100 = {"name": "H100 SXM (bf16)", "peak": 989.4e12, "bandwidth": 3.35e12}
 GB = 10**9
-SIZES = {  # llama.arch dimensions; b=1
-    "llama-2-7b": dict(a=32, kv=32, h=4096, f=11008, L=32, V=32000),
-    "llama-2-13b": dict(a=40, kv=40, h=5120, f=13824, L=40, V=32000),
-    "llama-3-8b": dict(a=32, kv=8, h=4096, f=14336, L=32, V=128256),
-}
 
-
-@pytest.fixture
-def matplotlib_present():
-    """Skip (with the reason) without matplotlib, except under CI=true, where its absence is a failure."""
-    try:
-        importlib.import_module("matplotlib")
-    except ImportError as e:
-        reason = f"charts need the plot extra (pip install 'symcost[plot]'): {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
 
 
 def svg_texts(path: Path) -> list[str]:
@@ -232,7 +215,7 @@ def test_llama_prefill_time_on_h100(tmp_path, matplotlib_present):
     formula = shorten(forms_for(r).text(expr), 50)
     seqs = doubling()
     series = []
-    for name, dims in SIZES.items():
+    for name, dims in LLAMA_SIZES.items():
         seconds = [Evaluator(r.env, {**dims, "b": 1, "s": s})(expr) / H100["peak"] for s in seqs]
         series.append({"label": name, "legend_formula": f"FLOPs = {formula}", "x": seqs, "y": seconds})
     assert series[0]["y"][0] == pytest.approx(2 * 6.74e9 * 512 / 989.4e12, rel=0.05)  # ≈ 2·params·tokens

@@ -6,6 +6,7 @@ import re
 from fractions import Fraction
 
 import pytest
+from browser import watched_page
 from browser import keep
 
 from symcost.cli import main
@@ -88,12 +89,7 @@ def test_page_numbers_equal_the_cli_live(tmp_path, capsys, browser):
     settings = ("--preset", "llama-2-7b", "--phase", "decode", "--tp", "2", "--device", "h100-sxm")
     status, _, err = cli(capsys, "report", SPEC, *settings, "--set", "b=1", "c=4096", "-o", out)
     assert status == 0, err
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = ctx.new_page()
-    log = {"requests": [], "errors": []}
-    page.on("request", lambda r: log["requests"].append(r.url))
-    page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: log["errors"].append(str(e)))
+    ctx, page, log = watched_page(browser)
     try:
         page.goto(out.as_uri(), wait_until="load")
         page.wait_for_selector("body[data-ready='1']", timeout=15_000)

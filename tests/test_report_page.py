@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser import watched_page
 import sympy as sp
 
 from browser import keep, unavailable
@@ -227,12 +228,7 @@ def opened(browser, report_data, tmp_path):
     """The report page opened from file://, with console errors, page errors and requests logged."""
     path = tmp_path / "report.html"
     path.write_text(render(report_data), encoding="utf-8")
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = ctx.new_page()
-    log = {"requests": [], "errors": []}
-    page.on("request", lambda r: log["requests"].append(r.url))
-    page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: log["errors"].append(str(e)))
+    ctx, page, log = watched_page(browser)
     page.goto(path.as_uri(), wait_until="load")
     page.wait_for_selector("body[data-ready='1']", timeout=15_000)
     page.evaluate("document.fonts.ready.then(() => true)")

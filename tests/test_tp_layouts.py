@@ -7,7 +7,7 @@ import sympy as sp
 
 import symcost
 from symcost.errors import SymcostError
-from tests.helpers import same
+from helpers import same
 
 
 def _sym(a, name):
