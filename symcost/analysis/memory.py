@@ -154,7 +154,7 @@ def recomputed_activations(report) -> sp.Expr:
     (the largest block when several repeat); those outside repeats whole, on their pipeline stage."""
     from types import SimpleNamespace
 
-    from symcost.cost.accounting import _dropped
+    from symcost.cost.accounting import dropped
     from symcost.cost.parallel import placement, sharded_bytes
 
     graph, st = report.graph, report.settings
@@ -171,7 +171,7 @@ def recomputed_activations(report) -> sp.Expr:
     per: dict = {}
     for sid, nodes in savers.items():
         store = storages[sid]
-        if not _dropped(store, nodes, carried, st) or _dropped(store, nodes, carried, kept):
+        if not dropped(store, nodes, carried, st) or dropped(store, nodes, carried, kept):
             continue
         tag = _outer_repeat(store.tags)
         if tag is None and st.pp is not None and st.pp != 1 and place[id(nodes[0])] != st.stage:

@@ -164,7 +164,7 @@ class _Kept:
             for sid in node.saves:
                 self.savers.setdefault(sid, []).append(node)
         carried = {fam.carried for fam in graph.families}
-        self.kept = {sid for sid in self.savers if not _dropped(self.storages[sid], self.savers[sid], carried, st)}
+        self.kept = {sid for sid in self.savers if not dropped(self.storages[sid], self.savers[sid], carried, st)}
         self.first = {sid: nodes[0] for sid, nodes in self.savers.items() if sid in self.kept}
 
     def nbytes(self, sid: int) -> sp.Expr:
@@ -364,7 +364,7 @@ def _conventions(cost: Cost, node: OpNode, graph: Graph, st: Settings) -> Cost:
     return cost
 
 
-def _dropped(store, saved_by: list, carried: set, st: Settings) -> bool:
+def dropped(store, saved_by: list, carried: set, st: Settings) -> bool:
     """Is a saved storage left out: recomputed in the backward pass, or never materialised?"""
     if st.recompute == "full":
         return inside(store.tags, Kind.REPEAT) and store.id not in carried
